@@ -1,0 +1,1 @@
+"""dlcli: train deep-learning models from YAML configs."""
