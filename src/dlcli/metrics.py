@@ -1,0 +1,120 @@
+"""Metrics by name, computed with scikit-learn on the whole split after each epoch.
+
+Classification metrics take class indices and probabilities; precision, recall and F1 are for the
+positive class (index 1) in a binary task and macro-averaged over classes in a multi-class one;
+ROC AUC is one-vs-rest, macro-averaged, for multi-class.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .registry import Registry
+
+METRICS = Registry("metric")
+CLASSIFICATION = ("binary", "multiclass")
+REGRESSION = ("regression",)
+
+
+@dataclass
+class Outputs:
+    """What a model produced on a split, on the CPU."""
+
+    task: str
+    y_true: np.ndarray  # class indices (n,) for classification; values (n, k) for regression
+    y_prob: np.ndarray  # probabilities (n, C) for classification (C = 2 for binary); values (n, k) for regression
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.y_prob.argmax(axis=1) if self.task in CLASSIFICATION else self.y_prob
+
+    @property
+    def average(self) -> str:
+        return "binary" if self.task == "binary" else "macro"
+
+
+def metric(name: str, *aliases: str, tasks: tuple[str, ...]):
+    def decorate(fn):
+        fn.tasks = tasks
+        return METRICS.register(name, *aliases)(fn)
+
+    return decorate
+
+
+@metric("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", tasks=CLASSIFICATION)
+def accuracy(out: Outputs) -> float:
+    return skm.accuracy_score(out.y_true, out.y_pred)
+
+
+@metric("precision", tasks=CLASSIFICATION)
+def precision(out: Outputs) -> float:
+    return skm.precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0,
+                               labels=_labels(out))
+
+
+@metric("recall", tasks=CLASSIFICATION)
+def recall(out: Outputs) -> float:
+    return skm.recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+
+
+@metric("f1", "f1_score", tasks=CLASSIFICATION)
+def f1(out: Outputs) -> float:
+    return skm.f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+
+
+@metric("auc", "roc_auc", "AUC", tasks=CLASSIFICATION)
+def auc(out: Outputs) -> float:
+    """ROC AUC; NaN when the split holds a single class, where it is undefined."""
+    present = np.unique(out.y_true)
+    if len(present) < 2:
+        return math.nan
+    if out.task == "binary":
+        return skm.roc_auc_score(out.y_true, out.y_prob[:, 1])
+    if len(present) < out.y_prob.shape[1]:
+        return math.nan  # one-vs-rest needs every class present
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return skm.roc_auc_score(out.y_true, out.y_prob, multi_class="ovr", average="macro")
+
+
+@metric("mse", "mean_squared_error", tasks=REGRESSION)
+def mse(out: Outputs) -> float:
+    return skm.mean_squared_error(out.y_true, out.y_pred)
+
+
+@metric("rmse", "root_mean_squared_error", tasks=REGRESSION)
+def rmse(out: Outputs) -> float:
+    return math.sqrt(skm.mean_squared_error(out.y_true, out.y_pred))
+
+
+@metric("mae", "mean_absolute_error", tasks=REGRESSION)
+def mae(out: Outputs) -> float:
+    return skm.mean_absolute_error(out.y_true, out.y_pred)
+
+
+@metric("r2", "r2_score", "r_squared", tasks=REGRESSION)
+def r2(out: Outputs) -> float:
+    return skm.r2_score(out.y_true, out.y_pred)
+
+
+def _labels(out: Outputs):
+    return None if out.task == "binary" else list(range(out.y_prob.shape[1]))
+
+
+def compute(names: list[str], out: Outputs) -> dict[str, float]:
+    return {name: float(METRICS.get(name).builder(out)) for name in names}
+
+
+def report(out: Outputs) -> dict:
+    """Every metric of the task, plus the confusion matrix for classification: what `evaluate` shows."""
+    names = [n for n in METRICS.names() if out.task in METRICS.get(n).builder.tasks]
+    result: dict = {"metrics": compute(names, out)}
+    if out.task in CLASSIFICATION:
+        labels = list(range(out.y_prob.shape[1]))
+        result["confusion_matrix"] = skm.confusion_matrix(out.y_true, out.y_pred, labels=labels).tolist()
+    return result
