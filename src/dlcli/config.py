@@ -117,6 +117,7 @@ class Config(Section):
     metrics: list[str] | None = None
 
     _file: Path | None = PrivateAttr(None)
+    _lines: dict = PrivateAttr(default_factory=dict)
 
     @property
     def file(self) -> Path | None:
@@ -133,7 +134,10 @@ class Config(Section):
         return self.model_dump(mode="json", by_alias=False)
 
     def error(self, path: str, message: str) -> ConfigError:
-        return ConfigError([Problem(path, message)], str(self._file) if self._file else None)
+        """A ConfigError at a key path (`model.layers[2].units`), with its line in the file."""
+        problem = _locate(tuple(parse_key_path(path)), message, self._lines, {})
+        problem.path = path
+        return ConfigError([problem], str(self._file) if self._file else None)
 
     # Derived facts the builders need, computed from the checked config.
     @property
@@ -185,6 +189,7 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     cfg = check(raw, lines, from_cli, label)
     if file is not None:
         cfg._file = file.resolve()
+        cfg._lines = lines
     _absolutize_paths(cfg)
     return cfg
 

@@ -1,0 +1,113 @@
+"""Config -> data, model and loss: the pieces every command needs, checked against each other.
+
+Builders raise `SpecError` relative to their own section; here those become `ConfigError`s naming
+the config file, the full key path and its line, so a misfit reads like any other config error.
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import Config
+from .data import Dataset, Scaler, load_dataset
+from .errors import SpecError
+from .losses import LossContext, build_loss
+from .models import Network, build_model
+
+
+@dataclass
+class Setup:
+    config: Config
+    data: Dataset | None
+    model: Network
+    loss: nn.Module
+    task: str
+
+
+@contextmanager
+def section(cfg: Config, prefix: str):
+    """Re-raise a builder's SpecError as a ConfigError at `prefix.<key>`."""
+    try:
+        yield
+    except SpecError as exc:
+        path = prefix + ("" if not exc.key else ("" if exc.key.startswith("[") else ".") + exc.key)
+        raise cfg.error(path, str(exc)) from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare(cfg: Config, *, need_data: bool = True, scaler: Scaler | None = None,
+            classes: list | None = None) -> Setup:
+    """Load the data (when asked or needed for the input shape), build the model and the loss."""
+    task = cfg.task_kind
+    dataset = None
+    if cfg.data is None and need_data:
+        raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
+    if cfg.data is not None and (need_data or not cfg.model.input_shape):
+        with section(cfg, "data"):
+            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=scaler, classes=classes)
+        if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
+            raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
+                            f"{list(dataset.input_shape)}; remove input_shape or make it match")
+    seed_everything(cfg.seed)
+    with section(cfg, "model"):
+        model = build_model(cfg, dataset.input_shape if dataset else None)
+    if dataset is not None:
+        _check_outputs(cfg, model, dataset, task)
+        if cfg.monitor.startswith("val_") and cfg.train.early_stopping and "val" not in dataset.splits:
+            raise cfg.error("train.early_stopping.monitor", f"'{cfg.monitor}' needs validation data: set "
+                            "data.split.val (a fraction) or data.val (a file), or monitor train_loss")
+    context = LossContext(
+        task=task,
+        output_activation=model.output_activation,
+        activation=model.head,
+        class_counts=dataset.class_counts() if dataset else None,
+        config_dir=cfg.base_dir,
+    )
+    with section(cfg, "loss"):
+        loss = build_loss(cfg.loss, context)
+    return Setup(cfg, dataset, model, loss, task)
+
+
+def _check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> None:
+    last = f"model.layers[{len(cfg.model.layers) - 1}]"
+    units = model.output_shape[-1] if len(model.output_shape) == 1 else None
+    if units is None:
+        raise cfg.error(last, f"the output must be flat, got shape {list(model.output_shape)}; end with a dense layer")
+    if task == "binary":
+        if len(data.classes) > 2:
+            n = len(data.classes)
+            raise cfg.error(f"{last}.activation", f"a sigmoid output is for two classes but the target has {n} "
+                            f"({_few(data.classes)}); use units: {n} with activation: softmax and "
+                            "loss: categorical_crossentropy")
+        if units != 1:
+            raise cfg.error(f"{last}.units", f"a binary classifier has 1 output unit (with sigmoid), got {units}")
+        if model.output_activation != "sigmoid":
+            raise cfg.error(f"{last}.activation", f"a binary classifier needs activation: sigmoid on its output, "
+                            f"got '{model.output_activation}'")
+    elif task == "multiclass":
+        n = len(data.classes)
+        if units != n:
+            raise cfg.error(f"{last}.units", f"must equal the number of classes, {n} ({_few(data.classes)}), got {units}")
+        if model.output_activation != "softmax":
+            raise cfg.error(f"{last}.activation", f"a multi-class classifier needs activation: softmax on its output, "
+                            f"got '{model.output_activation}'")
+    else:
+        width = data.splits["train"][1].shape[1]
+        if units != width:
+            raise cfg.error(f"{last}.units", f"must equal the number of target values per row, {width}, got {units}")
+
+
+def _few(items, limit: int = 5) -> str:
+    shown = ", ".join(map(str, items[:limit]))
+    return shown + (", ..." if len(items) > limit else "")
