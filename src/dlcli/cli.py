@@ -120,8 +120,9 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{run_dir} — {result['split']} ({result['n_samples']} rows), "
-                        f"{result['checkpoint']} checkpoint (epoch {result['epoch']})", title_justify="left")
+    out.print(f"{run_dir}: {result['split']} split, {result['n_samples']} rows, "
+              f"{result['checkpoint']} checkpoint (epoch {result['epoch']})")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result["metrics"].items():
@@ -129,7 +130,8 @@ def evaluate(
     out.print(table)
     if "confusion_matrix" in result:
         classes = [str(c) for c in result["classes"]]
-        cm = Table(title="confusion matrix (rows: true class, columns: predicted)", title_justify="left")
+        out.print("confusion matrix (rows: true class, columns: predicted class)")
+        cm = Table()
         cm.add_column("true \\ pred")
         for c in classes:
             cm.add_column(c, justify="right")

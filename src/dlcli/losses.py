@@ -197,6 +197,8 @@ def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "i
     class_weight = _class_weights(ctx, weights, beta, normalize)
     if base == "focal":
         terms, alpha_weight = _focal_parts(ctx, gamma, alpha)
+        if alpha_weight is not None and len(alpha_weight) != len(class_weight):
+            raise SpecError(f"alpha has {len(alpha_weight)} entries, weights {len(class_weight)}", "alpha")
         if alpha_weight is not None:  # for hard labels, alpha_t w_t is one per-class weight
             class_weight = [w * a for w, a in zip(class_weight, alpha_weight, strict=True)]
     else:
