@@ -50,6 +50,7 @@ class DataConfig(Section):
     drop: list[str] | None = None
     split: SplitConfig = SplitConfig()
     scale: Literal["none", "standard", "minmax"] = "none"
+    positive: list[str | int | float] | None = None  # these labels -> class 1, the rest -> class 0
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -299,6 +300,7 @@ def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, la
     except ValidationError as exc:
         problems += _translate(exc, raw, Config)
         cfg = None
+        problems += _check_raw_specs(raw)  # report the layers' and loss's problems too, in one go
     if cfg is not None:
         problems += _check_specs(cfg)
     if problems:
@@ -355,6 +357,24 @@ def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
         cfg.metrics = metrics
     if not problems:
         problems += _check_task(cfg, METRICS)
+    return problems
+
+
+def _check_raw_specs(raw: dict) -> list[tuple[tuple, str]]:
+    """The named-thing checks on a config whose top level did not validate: best effort."""
+    from .losses import LOSSES
+    from .models import LAYERS
+    from .optim import OPTIMIZERS, SCHEDULE_COMMON_KEYS, SCHEDULES
+
+    problems: list[tuple[tuple, str]] = []
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("layers"), list):
+        for i, spec in enumerate(model["layers"]):
+            problems += _check_layer(spec, ("model", "layers", i), LAYERS)[1]
+    for key, registry, common in (("loss", LOSSES, set()), ("optimizer", OPTIMIZERS, set()),
+                                  ("schedule", SCHEDULES, SCHEDULE_COMMON_KEYS)):
+        if raw.get(key) is not None:
+            problems += _check_named(raw[key], (key,), registry, common)[1]
     return problems
 
 

@@ -489,7 +489,20 @@ def _target(col: pd.Series, origin: _Origin, task: str) -> np.ndarray:
             raise SpecError(f"{origin.file}: the target '{origin.target}' has fractional values such as "
                             f"{y[row]:g} (row {row + 1}); a {task} task needs class labels (set task: "
                             "regression for numeric targets)", origin.target_key)
+    if origin.data.positive is not None:
+        y = _binarize(y, origin)
     return y
+
+
+def _binarize(y: np.ndarray, origin: _Origin) -> np.ndarray:
+    """`positive: [labels]`: those rows become class 1 (signal), every other row class 0."""
+    wanted = {str(v) for v in origin.data.positive}
+    as_text = np.array([str(v.item() if hasattr(v, "item") else v) for v in np.unique(y)])
+    if origin.main and not wanted & set(as_text):
+        raise SpecError(f"{origin.file}: none of the positive labels {sorted(wanted)} occur in the target "
+                        f"'{origin.target}' (its labels: {_few(list(as_text))})", "positive")
+    text = np.array([str(v.item() if hasattr(v, "item") else v) for v in y])
+    return np.isin(text, list(wanted)).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------
