@@ -340,10 +340,15 @@ def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
     problems += errs
     if cfg.loss and cfg.loss.get("name") == "class_balanced" and cfg.loss.get("base"):
         cfg.loss["base"] = LOSSES.canonical(cfg.loss["base"]) or cfg.loss["base"]
+    # `optimizer.lr=0.1` on a config that names no optimizer: keep the default's name.
+    if isinstance(cfg.optimizer, dict) and "name" not in cfg.optimizer:
+        cfg.optimizer = {"name": "adam", **cfg.optimizer}
     cfg.optimizer, errs = _check_named(cfg.optimizer, ("optimizer",), OPTIMIZERS)
     problems += errs
     if cfg.schedule is None:
         cfg.schedule = "constant"
+    if isinstance(cfg.schedule, dict) and "name" not in cfg.schedule:
+        cfg.schedule = {"name": "constant", **cfg.schedule}
     cfg.schedule, errs = _check_named(cfg.schedule, ("schedule",), SCHEDULES, common=SCHEDULE_COMMON_KEYS)
     problems += errs
 
@@ -436,7 +441,7 @@ def _check_named(spec: Any, where: tuple, registry: Registry, common: set[str] =
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or "name" not in spec:
-        return None, [(where, f"must be a {registry.kind} name or {{name: ..., <params>}}, got {spec!r}")]
+        return None, [(where, f"must be {_a(registry.kind)} name or {{name: ..., <params>}}, got {spec!r}")]
     params = dict(spec)
     name = params.pop("name")
     if name not in registry:
@@ -445,6 +450,10 @@ def _check_named(spec: Any, where: tuple, registry: Registry, common: set[str] =
     kept = {k: params.pop(k) for k in list(params) if k in common}
     validated, errs = _validate_params(entry, params, where)
     return {"name": entry.name, **kept, **validated}, errs
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def _validate_params(entry, params: dict, where: tuple) -> tuple[dict, list]:

@@ -1,0 +1,144 @@
+"""The config schema: defaults, aliases, overrides and messages a person can act on."""
+
+import pytest
+import yaml
+
+from dlcli.config import load_config, parse_key_path
+from dlcli.errors import ConfigError
+
+BASE = """\
+name: t
+data:
+  dataset: iris
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 3, activation: softmax}
+loss: categorical_crossentropy
+"""
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path, text, *overrides):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), overrides)
+    return str(info.value)
+
+
+def test_defaults_fill_the_resolved_config(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    r = cfg.resolved()
+    assert r["optimizer"]["name"] == "adam" and r["optimizer"]["lr"] == 0.001
+    assert r["optimizer"]["weight_decay"] == 0.0
+    assert r["schedule"]["name"] == "constant"
+    assert r["train"]["epochs"] == 10 and r["train"]["batch_size"] == 32 and r["train"]["device"] == "auto"
+    assert r["model"]["layers"][0] == {"type": "dense", "activation": "relu", "units": 8, "use_bias": True}
+    assert cfg.task_kind == "multiclass" and cfg.metric_names == ["accuracy"]
+
+
+def test_resolved_config_loads_back_to_the_same_config(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["optimizer.lr=0.05", "schedule={name: step, step_size: 2}"])
+    again = load_config(write(tmp_path, yaml.safe_dump(cfg.resolved()), "resolved.yaml"))
+    assert again.resolved() == cfg.resolved()
+
+
+def test_keras_names_are_normalized(tmp_path):
+    text = BASE.replace("type: dense, units: 8", "type: Dense, units: 8").replace(
+        "categorical_crossentropy", "sparse_categorical_crossentropy")
+    text += "optimizer: {name: Adam, learning_rate: 0.01}\nschedule: ExponentialLR\n"
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.model.layers[0]["type"] == "dense"
+    assert cfg.loss["name"] == "categorical_crossentropy"
+    assert cfg.optimizer["name"] == "adam" and cfg.optimizer["lr"] == 0.01
+    assert cfg.schedule["name"] == "exponential"
+
+
+def test_overrides_set_nested_keys_and_list_items(tmp_path):
+    cfg = load_config(write(tmp_path, BASE), ["train.epochs=3", "optimizer.lr=0.5", "model.layers[0].units=16",
+                                              "data.split.val=0.25"])
+    assert cfg.train.epochs == 3 and cfg.optimizer["lr"] == 0.5
+    assert cfg.model.layers[0]["units"] == 16 and cfg.data.split.val == 0.25
+
+
+def test_override_of_a_string_spec_turns_it_into_a_mapping(tmp_path):
+    cfg = load_config(write(tmp_path, BASE + "optimizer: sgd\n"), ["optimizer.momentum=0.9"])
+    assert cfg.optimizer["name"] == "sgd" and cfg.optimizer["momentum"] == 0.9
+
+
+def test_message_names_file_line_and_key_path(tmp_path):
+    msg = problems(tmp_path, BASE.replace("units: 8", "units: -3"))
+    assert "c.yaml, line 6: model.layers[0].units: must be a positive integer, got -3" in msg
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    text = BASE.replace("units: 8", "units: -3").replace("activation: softmax", "activation: softmx")
+    msg = problems(tmp_path, text + "train: {epochs: 0}\nlearning: 1\n")
+    for fragment in ["model.layers[0].units", "model.layers[1].activation", "did you mean 'softmax'",
+                     "train.epochs", "unknown key 'learning'"]:
+        assert fragment in msg
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (("loss:", "los:"), "unknown key 'los'; did you mean 'loss'"),
+    (("type: dense, units: 8", "type: Dens, units: 8"), "unknown layer type 'Dens'; did you mean 'dense'"),
+    (("activation: relu", "activation: rellu"), "unknown activation 'rellu'; did you mean 'relu'"),
+    (("categorical_crossentropy", "categorical_crosentropy"), "did you mean 'categorical_crossentropy'"),
+    (("dataset: iris", "dataset: iriss"), "must be one of breast_cancer, digits, iris, wine, diabetes, got 'iriss'; did you mean 'iris'"),
+    (("units: 8,", "units: 8, unitz: 3,"), "unknown key 'unitz'; did you mean 'units'"),
+    (("units: 8", "units: eight"), "model.layers[0].units: must be an integer, got 'eight'"),
+])
+def test_misspellings_get_a_suggestion(tmp_path, change, fragment):
+    assert fragment in problems(tmp_path, BASE.replace(*change))
+
+
+def test_unknown_optimizer_and_schedule(tmp_path):
+    msg = problems(tmp_path, BASE + "optimizer: {name: adamm}\nschedule: {name: cosin}\n")
+    assert "optimizer: unknown optimizer 'adamm'; did you mean 'adam'" in msg
+    assert "schedule: unknown schedule 'cosin'; did you mean 'cosine'" in msg
+
+
+def test_malformed_yaml_names_its_line(tmp_path):
+    msg = problems(tmp_path, "name: t\nmodel:\n  layers: [\n    {type: dense\nloss: mse\n")
+    assert "malformed YAML" in msg and "line " in msg
+
+
+def test_bad_override_names_the_override(tmp_path):
+    msg = problems(tmp_path, BASE, "train.epochs=abc")
+    assert "train.epochs: must be an integer, got 'abc' (from the command-line override 'train.epochs=abc')" in msg
+    assert "must look like key.path=value" in problems(tmp_path, BASE, "=3")
+
+
+def test_data_sources_are_exclusive_and_files_need_a_target(tmp_path):
+    assert "exactly one of path" in problems(tmp_path, BASE.replace("dataset: iris", "dataset: iris\n  path: x.csv"))
+    assert "data.target is required" in problems(tmp_path, BASE.replace("dataset: iris", "path: x.csv"))
+
+
+def test_split_must_leave_training_rows(tmp_path):
+    msg = problems(tmp_path, BASE.replace("dataset: iris", "dataset: iris\n  split: {val: 0.5, test: 0.5}"))
+    assert "val + test must be below 1" in msg
+
+
+def test_metrics_must_fit_the_task(tmp_path):
+    msg = problems(tmp_path, BASE + "metrics: [accuracy, r2, acuracy]\n")
+    assert "metrics[1]" in msg or "metrics[2]: unknown metric 'acuracy'; did you mean 'accuracy'" in msg
+
+
+def test_early_stopping_monitor_is_checked(tmp_path):
+    msg = problems(tmp_path, BASE + "train: {early_stopping: {monitor: val_auc}}\n")
+    assert "train.early_stopping.monitor: unknown monitor 'val_auc'" in msg
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    sub = tmp_path / "configs"
+    sub.mkdir()
+    cfg = load_config(write(sub, BASE.replace("dataset: iris", "path: ../data/x.csv\n  target: y")))
+    assert cfg.data.path == str((tmp_path / "data" / "x.csv").resolve())
+
+
+def test_parse_key_path():
+    assert parse_key_path("model.layers[2].units") == ["model", "layers", 2, "units"]

@@ -1,0 +1,109 @@
+"""The training loop in-process: reproducibility, early stopping, schedules, checkpoints, failures."""
+
+import json
+
+import pytest
+import torch
+
+from dlcli import evaluate, train
+from dlcli.errors import TrainingFailed
+from dlcli.runs import read_metrics
+
+CFG = """\
+name: t
+seed: 3
+data: {dataset: breast_cancer, split: {val: 0.25, test: 0.2}, scale: standard}
+model:
+  layers:
+    - {type: dense, units: 16, activation: relu}
+    - {type: dropout, rate: 0.1}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+train: {epochs: 4, batch_size: 32}
+metrics: [accuracy, auc]
+"""
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(CFG)
+    return path
+
+
+def without_time(rows):
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rows]
+
+
+def test_same_seed_gives_the_same_metrics(cfg, tmp_path):
+    a = train(cfg, run_dir=tmp_path / "a", progress=False)
+    b = train(cfg, run_dir=tmp_path / "b", progress=False)
+    c = train(cfg, ["seed=4"], run_dir=tmp_path / "c", progress=False)
+    assert without_time(read_metrics(a / "metrics.csv")) == without_time(read_metrics(b / "metrics.csv"))
+    assert without_time(read_metrics(a / "metrics.csv")) != without_time(read_metrics(c / "metrics.csv"))
+
+
+def test_metrics_rows_log_lr_losses_and_metrics(cfg, tmp_path):
+    run = train(cfg, ["schedule={name: exponential, gamma: 0.5, warmup_epochs: 2}"], run_dir=tmp_path / "r",
+                progress=False)
+    rows = read_metrics(run / "metrics.csv")
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "val_loss", "val_accuracy", "val_auc", "epoch_seconds"]
+    assert [r["lr"] for r in rows] == pytest.approx([0.025, 0.05, 0.05, 0.025])  # warmup, then gamma^k
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["epochs_completed"] == 4
+    assert info["best_epoch"] == min(rows, key=lambda r: r["val_loss"])["epoch"]
+
+
+def test_best_checkpoint_holds_the_best_epoch(cfg, tmp_path):
+    run = train(cfg, ["train.epochs=6"], run_dir=tmp_path / "r", progress=False)
+    best = torch.load(run / "checkpoints/best.pt", weights_only=False)
+    info = json.loads((run / "run.json").read_text())
+    assert best["state"]["epoch"] == info["best_epoch"]
+    assert evaluate(run, checkpoint="best")["epoch"] == info["best_epoch"]
+    assert evaluate(run, checkpoint="last")["epoch"] == 6
+
+
+def test_early_stopping_stops_after_patience(cfg, tmp_path):
+    # lr 1e-7 never improves val_loss by min_delta after epoch 1: patience 2 stops at epoch 1 + 2 + 1 = 4.
+    run = train(cfg, ["optimizer.lr=1e-7", "train.epochs=20",
+                      "train.early_stopping={monitor: val_loss, patience: 2, min_delta: 0.01}"], run_dir=tmp_path / "r", progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["stopped_early"] and info["epochs_completed"] == 4
+
+
+def test_without_validation_data_best_is_last(cfg, tmp_path):
+    run = train(cfg, ["data.split.val=0"], run_dir=tmp_path / "r", progress=False)
+    assert "val_loss" not in read_metrics(run / "metrics.csv")[0]
+    result = evaluate(run)
+    assert result["checkpoint"] in ("best", "last") and result["epoch"] == 4
+
+
+def test_nan_loss_fails_the_run_naming_the_epoch(cfg, tmp_path):
+    with pytest.raises(TrainingFailed, match="epoch 1"):
+        train(cfg, ["optimizer.lr=1e30", "data.scale=none"], run_dir=tmp_path / "r", progress=False)
+    info = json.loads((tmp_path / "r/run.json").read_text())
+    assert info["status"] == "failed" and "epoch 1" in info["message"]
+
+
+def test_gradient_clipping_bounds_the_update(cfg, tmp_path):
+    # plain SGD with lr 1 and clip_grad_value 1e-4: no weight moves by more than 1e-4 per step.
+    run = train(cfg, ["optimizer={name: sgd, lr: 1.0}", "train.clip_grad_value=1e-4", "train.epochs=1",
+                      "train.batch_size=1000", "data.split.val=0", "model.layers[1].rate=0"],
+                run_dir=tmp_path / "r", progress=False)
+    ckpt = torch.load(run / "checkpoints/last.pt", weights_only=False)
+    from dlcli.build import prepare
+    from dlcli.config import load_config
+
+    fresh = prepare(load_config(run / "config.yaml")).model.state_dict()
+    for name, value in ckpt["model"].items():
+        assert (value - fresh[name]).abs().max() <= 1e-4 + 1e-7, name
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda(cfg, tmp_path):
+    run = train(cfg, run_dir=tmp_path / "r", device="cuda", progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["device"].startswith("cuda") and info["status"] == "completed"
+    assert evaluate(run, device="cuda")["metrics"]["accuracy"] > 0.9
