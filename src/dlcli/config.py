@@ -414,7 +414,7 @@ def _check_layer(spec: Any, where: tuple, layers: Registry) -> tuple[dict, list]
         kind = "activation"
     if kind not in layers:
         names = layers.names() + ACTIVATIONS.names()
-        msg = f"unknown layer type '{kind}'{did_you_mean(str(kind), names)}; choose from {', '.join(layers.names())}"
+        msg = f"unknown layer type '{kind}'{did_you_mean(str(kind), names)} (choose from {', '.join(layers.names())})"
         return spec, [((*where, "type"), msg)]
     entry = layers.get(kind)
     checked: dict[str, Any] = {"type": entry.name}
@@ -473,7 +473,7 @@ def _translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[t
             fields = _fields_at(model, path[:-1])
             msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
             if fields:
-                msg += f"; allowed keys: {', '.join(fields)}"
+                msg += f" (allowed keys: {', '.join(fields)})"
         else:
             msg = _message(err)
         by_path.setdefault(path, [])

@@ -80,7 +80,7 @@ class Registry:
         return self._entries[canon]
 
     def unknown_message(self, name: Any) -> str:
-        return f"unknown {self.kind} '{name}'{did_you_mean(str(name), self.names())}; choose from {', '.join(self.names())}"
+        return f"unknown {self.kind} '{name}'{did_you_mean(str(name), self.names())} (choose from {', '.join(self.names())})"
 
     def names(self) -> list[str]:
         return list(self._entries)
