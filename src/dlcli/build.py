@@ -87,9 +87,17 @@ def _check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> Non
     if task == "binary":
         if len(data.classes) > 2:
             n = len(data.classes)
+            fix = f"use units: {n} with activation: softmax and loss: categorical_crossentropy"
+            # Name what made the task binary: `task:`, else a sigmoid output, else the loss.
+            if cfg.task == "binary":
+                raise cfg.error("task", f"is binary but the target has {n} classes ({_few(data.classes)}); "
+                                f"set task: multiclass (or leave it out) and {fix}")
+            if model.output_activation != "sigmoid":
+                loss = cfg.loss.get("name") if isinstance(cfg.loss, dict) else cfg.loss
+                raise cfg.error("loss", f"{loss} is for two classes but the target has {n} "
+                                f"({_few(data.classes)}); {fix}")
             raise cfg.error(f"{last}.activation", f"a sigmoid output is for two classes but the target has {n} "
-                            f"({_few(data.classes)}); use units: {n} with activation: softmax and "
-                            "loss: categorical_crossentropy")
+                            f"({_few(data.classes)}); {fix}")
         if units != 1:
             raise cfg.error(f"{last}.units", f"a binary classifier has 1 output unit (with sigmoid), got {units}")
         if model.output_activation != "sigmoid":

@@ -9,7 +9,6 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -53,7 +52,8 @@ def friendly(command):
         except KeyboardInterrupt:
             if DEBUG:
                 raise
-            err.print("interrupted: the run is marked interrupted; continue it with dlcli train --resume RUN_DIR")
+            err.print("interrupted: the run is marked interrupted; continue it with dlcli train --resume RUN_DIR",
+                      soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -73,10 +73,10 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 def train(
     args: list[str] = typer.Argument(None, metavar="CONFIG [KEY=VALUE ...]",
                                      help="The YAML config, then overrides such as optimizer.lr=0.01 train.epochs=5."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (overrides train.device)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Write the run here instead of runs/<name>/<time>/."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N (overrides train.device)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Write the run here instead of runs/<name>/<time>/."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
 ):
     """Train a model; every run is kept in its own run directory."""
     from .trainer import train as run_training
@@ -92,9 +92,11 @@ def train(
     if info.get("best_epoch") is not None:
         best = f"; best {info['monitor']} {info['best_value']:.4g} at epoch {info['best_epoch']}"
     early = " (stopped early)" if info.get("stopped_early") else ""
-    out.print(f"[green]completed[/] {info['epochs_completed']} epochs{early}{best}")
-    out.print(f"run directory: {run}")
-    out.print(f"next: dlcli evaluate {run}")
+    # soft_wrap: a path is never folded across lines, so it can be copied or parsed from the output.
+    n = info["epochs_completed"]
+    out.print(f"[green]completed[/] {n} epoch{'' if n == 1 else 's'}{early}{best}", soft_wrap=True)
+    out.print(f"run directory: {escape(str(run))}", soft_wrap=True)
+    out.print(f"next: dlcli evaluate {escape(str(run))}", soft_wrap=True)
 
 
 @app.command()
@@ -102,9 +104,9 @@ def train(
 def evaluate(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
     split: str = typer.Option("test", help="test, val or train."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on every row of this file instead of a split."),
+    data: Path | None = typer.Option(None, "--data", help="Evaluate on every row of this file instead of a split."),
     checkpoint: str = typer.Option("best", help="best or last."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json."""
@@ -120,8 +122,8 @@ def evaluate(
         return
     from rich.table import Table
 
-    out.print(f"{run_dir}: {result['split']} split, {result['n_samples']} rows, "
-              f"{result['checkpoint']} checkpoint (epoch {result['epoch']})")
+    out.print(f"{escape(str(run_dir))}: {result['split']} split, {result['n_samples']} rows, "
+              f"{result['checkpoint']} checkpoint (epoch {result['epoch']})", soft_wrap=True)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -138,7 +140,7 @@ def evaluate(
         for c, row in zip(classes, result["confusion_matrix"]):
             cm.add_row(c, *map(str, row))
         out.print(cm)
-    out.print(f"written to {Path(run_dir) / 'evaluation.json'}")
+    out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
 
 
 @app.command()
@@ -187,8 +189,8 @@ def validate(
     setup = prepare(cfg)
     s = summary_dict(setup.model)
     rows = ", ".join(f"{k} {len(v[0])}" for k, v in setup.data.splits.items())
-    out.print(f"[green]ok[/] {config}: {setup.task} task, {len(s['layers'])} layers, "
-              f"{s['total_params']:,} parameters; data {setup.data.source}: {rows} rows")
+    out.print(f"[green]ok[/] {escape(config)}: {setup.task} task, {len(s['layers'])} layers, "
+              f"{s['total_params']:,} parameters; data {escape(setup.data.source)}: {rows} rows", soft_wrap=True)
 
 
 @app.command("list")

@@ -101,6 +101,7 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
         setup = prepare(cfg)
+        resolve_device(device or cfg.train.device)  # refuse a missing GPU before making a run folder
         name = cfg.name or (cfg.file.stem if cfg.file else "run")
         if run_dir is not None:
             run = Path(run_dir)
@@ -109,13 +110,14 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
             run.mkdir(parents=True, exist_ok=True)
         else:
             run = runs.new_run_dir(name, Path(runs_root))
-        info, checkpoint = {}, None
+        info, checkpoint = {"name": name}, None
     dev = resolve_device(device or cfg.train.device)
     runs.write_yaml(run / runs.CONFIG, cfg.resolved())
     _write_data_files(run, setup)
-    runs.write_atomic(run / runs.SUMMARY, summary_text(setup.model) + "\n")
+    name = info["name"]
+    runs.write_atomic(run / runs.SUMMARY, summary_text(setup.model, name) + "\n")
     info = {
-        "name": cfg.name or run.parent.name,
+        "name": name,
         "status": "running",
         "started": info.get("started", runs.now()),
         "resumed": [*info.get("resumed", []), runs.now()] if resume is not None else [],
@@ -273,9 +275,9 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
                 state.stopped_early = True
             schedule.step(row)
 
-            _save(ckpt_dir / "last.pt", model, optimizer, schedule, state, generator)
-            if improved:
+            if improved:  # best first: a kill between the two never leaves best behind last's record
                 _save(ckpt_dir / "best.pt", model, optimizer, schedule, state, generator)
+            _save(ckpt_dir / "last.pt", model, optimizer, schedule, state, generator)
             runs.write_metrics(run / runs.METRICS, state.history)
             bar.end_epoch(row)
             if on_epoch:
