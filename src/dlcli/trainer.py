@@ -64,6 +64,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _data_device(device: torch.device, nbytes: int) -> torch.device:
+    """Where the data lives: on the training device when it takes under half its free memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < free // 2 else torch.device("cpu")
+
+
 def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device) -> Tensors:
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if task == "multiclass":
@@ -201,13 +209,14 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
         progress: bool | None = None, on_epoch: Callable[[State], None] | None = None) -> State:
     cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
     tc = cfg.train
-    splits = {name: to_tensors(x, y, task, device) for name, (x, y) in setup.data.splits.items()}
+    holder = _data_device(device, sum(x.nbytes + y.nbytes for x, y in setup.data.splits.values()))
+    splits = {name: to_tensors(x, y, task, holder) for name, (x, y) in setup.data.splits.items()}
     train_set, val_set = splits["train"], splits.get("val")
     model.to(device)
     loss_fn.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    generator = torch.Generator(device=holder).manual_seed(cfg.seed)
     monitor = _monitor(setup)
     mode = monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto")
     ckpt_dir = run / runs.CHECKPOINTS
@@ -233,13 +242,15 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
-            order = (torch.randperm(n, device=device, generator=generator) if tc.shuffle
-                     else torch.arange(n, device=device))
+            order = (torch.randperm(n, device=holder, generator=generator) if tc.shuffle
+                     else torch.arange(n, device=holder))
             total = torch.zeros((), device=device)
             bar.start_epoch(epoch)
             for b, start in enumerate(range(0, n, bs)):
                 idx = order[start:start + bs]
                 xb, yb = train_set.x[idx], train_set.y[idx]
+                if holder != device:  # data too large for the GPU: copy batch by batch
+                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -296,10 +307,12 @@ def evaluate_tensors(model, loss_fn, data: Tensors, task: str, batch_size: int) 
     """Loss and outputs over a whole split, in batches, without gradients."""
     was_training = model.training
     model.eval()
-    total = torch.zeros((), device=data.x.device)
+    device = next((p.device for p in model.parameters()), data.x.device)
+    total = torch.zeros((), device=device)
     predictions = []
     for start in range(0, len(data), batch_size):
-        xb, yb = data.x[start:start + batch_size], data.y[start:start + batch_size]
+        xb = data.x[start:start + batch_size].to(device, non_blocking=True)
+        yb = data.y[start:start + batch_size].to(device, non_blocking=True)
         raw = model(xb)
         total += loss_fn(raw, yb) * len(xb)
         predictions.append(model.head(raw))
