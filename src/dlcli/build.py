@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,6 +39,15 @@ def section(cfg: Config, prefix: str):
     except SpecError as exc:
         path = prefix + ("" if not exc.key else ("" if exc.key.startswith("[") else ".") + exc.key)
         raise cfg.error(path, str(exc)) from None
+
+
+def stored_fit(run: Path) -> tuple[Scaler | None, dict]:
+    """What a run fitted on its training rows: the scaler, and labels.json (classes, feature names)."""
+    from . import runs
+
+    scaler = Scaler.from_dict(runs.read_json(run / runs.SCALER)) if (run / runs.SCALER).exists() else None
+    labels = runs.read_json(run / runs.LABELS) if (run / runs.LABELS).exists() else {}
+    return scaler, labels
 
 
 def seed_everything(seed: int) -> None:

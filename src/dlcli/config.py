@@ -338,8 +338,6 @@ def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
 
     cfg.loss, errs = _check_named(cfg.loss, ("loss",), LOSSES)
     problems += errs
-    if cfg.loss and cfg.loss.get("name") == "class_balanced" and cfg.loss.get("base"):
-        cfg.loss["base"] = LOSSES.canonical(cfg.loss["base"]) or cfg.loss["base"]
     # `optimizer.lr=0.1` on a config that names no optimizer: keep the default's name.
     if isinstance(cfg.optimizer, dict) and "name" not in cfg.optimizer:
         cfg.optimizer = {"name": "adam", **cfg.optimizer}

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from . import runs
-from .build import prepare
+from .build import prepare, stored_fit
 from .config import load_config
-from .data import Scaler, load_rows
+from .data import load_rows
 from .errors import RunError
 from .metrics import report
 from .trainer import evaluate_tensors, resolve_device, to_tensors
@@ -20,8 +20,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     """Evaluate a run; returns (and writes to RUN_DIR/evaluation.json) the metrics."""
     run = runs.open_run(run_dir)
     cfg = load_config(run / runs.CONFIG)
-    labels = runs.read_json(run / runs.LABELS) if (run / runs.LABELS).exists() else {}
-    scaler = Scaler.from_dict(runs.read_json(run / runs.SCALER)) if (run / runs.SCALER).exists() else None
+    scaler, labels = stored_fit(run)
     classes = labels.get("classes")
     setup = prepare(cfg, scaler=scaler, classes=classes)
     task = setup.task

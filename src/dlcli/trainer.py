@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from . import runs
-from .build import Setup, prepare
+from .build import Setup, prepare, stored_fit
 from .config import Config, load_config
-from .data import Scaler
 from .errors import RunError, TrainingFailed
 from .metrics import Outputs, compute
 from .optim import build_optimizer, build_schedule, monitor_mode
@@ -95,9 +94,8 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
         run = runs.open_run(resume)
         cfg = load_config(run / runs.CONFIG, overrides)
         info = runs.read_json(run / runs.RUN_INFO)
-        scaler = Scaler.from_dict(runs.read_json(run / runs.SCALER)) if (run / runs.SCALER).exists() else None
-        classes = runs.read_json(run / runs.LABELS)["classes"] if (run / runs.LABELS).exists() else None
-        setup = prepare(cfg, scaler=scaler, classes=classes)
+        scaler, labels = stored_fit(run)
+        setup = prepare(cfg, scaler=scaler, classes=labels.get("classes"))
         checkpoint = run / runs.CHECKPOINTS / "last.pt"
         if not checkpoint.exists():
             raise RunError(f"{run}: has no checkpoint to resume from ({checkpoint} is missing)")
