@@ -142,3 +142,12 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 
 def test_parse_key_path():
     assert parse_key_path("model.layers[2].units") == ["model", "layers", 2, "units"]
+
+
+def test_params_only_optimizer_is_not_blamed_when_another_key_fails(tmp_path):
+    # A top-level problem must not make `optimizer: {lr: ...}` (the default optimizer) look wrong too.
+    msg = problems(tmp_path, BASE + "optimizer: {lr: 0.1}\ntrian: {epochs: 2}\n")
+    assert "unknown key 'trian'" in msg
+    assert ": optimizer:" not in msg and len(msg.splitlines()) == 1
+    msg = problems(tmp_path, BASE + "optimizer: {lr: 0.1, momentun: 1}\ntrian: {epochs: 2}\n")
+    assert "optimizer.momentun: unknown key 'momentun'" in msg

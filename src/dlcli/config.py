@@ -322,33 +322,11 @@ def _locate(path: tuple, message: str, lines: dict, from_cli: dict) -> Problem:
 
 def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
     """Layers, activations, loss, optimizer, schedule and metrics: named things with parameters."""
-    from .losses import LOSSES
     from .metrics import METRICS
-    from .models import LAYERS
-    from .optim import OPTIMIZERS, SCHEDULE_COMMON_KEYS, SCHEDULES
 
-    problems: list[tuple[tuple, str]] = []
-    layers = []
-    for i, spec in enumerate(cfg.model.layers):
-        where = ("model", "layers", i)
-        checked, errs = _check_layer(spec, where, LAYERS)
-        problems += errs
-        layers.append(checked)
+    layers, named, problems = _check_named_things(cfg.model.layers, cfg.loss, cfg.optimizer, cfg.schedule)
     cfg.model.layers = layers
-
-    cfg.loss, errs = _check_named(cfg.loss, ("loss",), LOSSES)
-    problems += errs
-    # `optimizer.lr=0.1` on a config that names no optimizer: keep the default's name.
-    if isinstance(cfg.optimizer, dict) and "name" not in cfg.optimizer:
-        cfg.optimizer = {"name": "adam", **cfg.optimizer}
-    cfg.optimizer, errs = _check_named(cfg.optimizer, ("optimizer",), OPTIMIZERS)
-    problems += errs
-    if cfg.schedule is None:
-        cfg.schedule = "constant"
-    if isinstance(cfg.schedule, dict) and "name" not in cfg.schedule:
-        cfg.schedule = {"name": "constant", **cfg.schedule}
-    cfg.schedule, errs = _check_named(cfg.schedule, ("schedule",), SCHEDULES, common=SCHEDULE_COMMON_KEYS)
-    problems += errs
+    cfg.loss, cfg.optimizer, cfg.schedule = named["loss"], named["optimizer"], named["schedule"]
 
     if cfg.metrics is not None:
         metrics = []
@@ -364,21 +342,46 @@ def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
 
 
 def _check_raw_specs(raw: dict) -> list[tuple[tuple, str]]:
-    """The named-thing checks on a config whose top level did not validate: best effort."""
+    """The same checks on a config whose top level did not validate, so one run reports everything."""
+    model = raw.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    return _check_named_things(layers, raw.get("loss"), raw.get("optimizer"), raw.get("schedule"))[2]
+
+
+def _check_named_things(layers: Any, loss: Any, optimizer: Any, schedule: Any) -> tuple[Any, dict, list]:
+    """Layers and the loss, optimizer and schedule specs against their registries.
+
+    Returns the layers and specs normalized (canonical names, defaults filled in) and the problems.
+    A spec that is None (absent) is left for the schema to report.
+    """
     from .losses import LOSSES
     from .models import LAYERS
     from .optim import OPTIMIZERS, SCHEDULE_COMMON_KEYS, SCHEDULES
 
     problems: list[tuple[tuple, str]] = []
-    model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("layers"), list):
-        for i, spec in enumerate(model["layers"]):
-            problems += _check_layer(spec, ("model", "layers", i), LAYERS)[1]
-    for key, registry, common in (("loss", LOSSES, set()), ("optimizer", OPTIMIZERS, set()),
+    if isinstance(layers, list):
+        checked_layers = []
+        for i, spec in enumerate(layers):
+            checked, errs = _check_layer(spec, ("model", "layers", i), LAYERS)
+            problems += errs
+            checked_layers.append(checked)
+        layers = checked_layers
+
+    if schedule is None:
+        schedule = "constant"
+    # `optimizer.lr=0.1` on a config that names no optimizer or schedule: keep the default's name.
+    if isinstance(optimizer, dict) and "name" not in optimizer:
+        optimizer = {"name": "adam", **optimizer}
+    if isinstance(schedule, dict) and "name" not in schedule:
+        schedule = {"name": "constant", **schedule}
+
+    named: dict[str, Any] = {"loss": loss, "optimizer": optimizer, "schedule": schedule}
+    for key, registry, common in (("loss", LOSSES, frozenset()), ("optimizer", OPTIMIZERS, frozenset()),
                                   ("schedule", SCHEDULES, SCHEDULE_COMMON_KEYS)):
-        if raw.get(key) is not None:
-            problems += _check_named(raw[key], (key,), registry, common)[1]
-    return problems
+        if named[key] is not None:
+            named[key], errs = _check_named(named[key], (key,), registry, common)
+            problems += errs
+    return layers, named, problems
 
 
 def _check_task(cfg: Config, metrics: Registry) -> list[tuple[tuple, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from . import runs
 from .build import prepare, stored_fit
 from .config import load_config
 from .data import load_rows
-from .errors import RunError
+from .errors import DataError, RunError, SpecError
 from .metrics import report
 from .trainer import evaluate_tensors, resolve_device, to_tensors
 
@@ -69,18 +70,10 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     return result
 
 
-class _data_file_errors:
+@contextmanager
+def _data_file_errors(path: Path):
     """Problems in a --data file are the file's, not the run config's: name the file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        from .errors import DataError, SpecError
-
-        if isinstance(exc, SpecError):
-            raise DataError(f"{self.path}: {exc}") from None
-        return False
+    try:
+        yield
+    except SpecError as exc:
+        raise DataError(f"{path}: {exc}") from None

@@ -107,17 +107,10 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
         setup = prepare(cfg)
-        resolve_device(device or cfg.train.device)  # refuse a missing GPU before making a run folder
-        name = cfg.name or (cfg.file.stem if cfg.file else "run")
-        if run_dir is not None:
-            run = Path(run_dir)
-            if run.exists() and any(run.iterdir()):
-                raise RunError(f"{run}: the run directory exists and is not empty; choose another or use --resume")
-            run.mkdir(parents=True, exist_ok=True)
-        else:
-            run = runs.new_run_dir(name, Path(runs_root))
-        info, checkpoint = {"name": name}, None
-    dev = resolve_device(device or cfg.train.device)
+        info, checkpoint, run = {"name": cfg.name or (cfg.file.stem if cfg.file else "run")}, None, None
+    dev = resolve_device(device or cfg.train.device)  # refuses a missing GPU before a run folder is made
+    if run is None:
+        run = _new_run(info["name"], run_dir, runs_root)
     runs.write_yaml(run / runs.CONFIG, cfg.resolved())
     _write_data_files(run, setup)
     name = info["name"]
@@ -156,6 +149,16 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
         raise
     finish("completed", epochs_completed=state.epoch, best_epoch=state.best_epoch,
            best_value=state.best_value, monitor=_monitor(setup), stopped_early=state.stopped_early)
+    return run
+
+
+def _new_run(name: str, run_dir: str | Path | None, runs_root: str | Path) -> Path:
+    if run_dir is None:
+        return runs.new_run_dir(name, Path(runs_root))
+    run = Path(run_dir)
+    if run.exists() and any(run.iterdir()):
+        raise RunError(f"{run}: the run directory exists and is not empty; choose another or use --resume")
+    run.mkdir(parents=True, exist_ok=True)
     return run
 
 
