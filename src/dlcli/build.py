@@ -121,7 +121,7 @@ def _check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> Non
             raise cfg.error(f"{last}.activation", f"a multi-class classifier needs activation: softmax on its output, "
                             f"got '{model.output_activation}'")
     else:
-        width = data.splits["train"][1].shape[1]
+        width = data.target_width
         if units != width:
             raise cfg.error(f"{last}.units", f"must equal the number of target values per row, {width}, got {units}")
 

@@ -39,25 +39,50 @@ class SplitConfig(Section):
         return self
 
 
+SOURCES = ("path", "train", "dataset", "openml", "torchvision", "images")  # exactly one per config
+
+
 class DataConfig(Section):
-    path: str | None = None
+    # Where the rows come from: exactly one of these (val/test files go with train).
+    path: str | None = None  # one table file: csv, tsv, parquet, npy, npz, HDF5 (.h5/.hdf5), ROOT
     train: str | None = None
     val: str | None = None
     test: str | None = None
     dataset: Literal[BUILTIN_DATASETS] | None = None  # type: ignore[valid-type]
+    openml: int | str | None = None  # an OpenML data id (the lecture's HIGGS is 23512), cached under root
+    torchvision: str | None = None  # a torchvision data set class: FashionMNIST, MNIST, CIFAR10, ...
+    images: str | None = None  # a folder with one subfolder of images per class (torchvision ImageFolder)
+
+    # Tables
     target: str | None = None
     features: list[str] | None = None
     drop: list[str] | None = None
+    key: str | None = None  # HDF5: the group or data set holding the table
+    tree: str | None = None  # ROOT: the TTree to read
+    branches: list[str] | None = None  # ROOT: the branches to use as features (like features)
+    missing: Literal["error", "drop", "mean"] = "error"  # NaN in features: refuse, drop the rows, or fill
+
+    # Images
+    root: str = "data"  # where torchvision and OpenML files are kept (relative to the config's folder)
+    download: bool = False  # let torchvision / OpenML fetch missing files
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None  # [H, W]
+    color: Literal["grayscale", "rgb"] | None = None
+    augment: list[Any] | None = None  # transforms for the train split only: [{name: random_crop, ...}]
+
+    # Every source
     split: SplitConfig = SplitConfig()
     scale: Literal["none", "standard", "minmax"] = "none"
     positive: list[str | int | float] | None = None  # these labels -> class 1, the rest -> class 0
+    stream: Literal["auto"] | bool = "auto"  # read batches through DataLoader workers instead of all at once
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # DataLoader worker processes
 
     @model_validator(mode="after")
     def _one_source(self):
-        sources = [k for k in ("path", "train", "dataset") if getattr(self, k) is not None]
+        sources = [k for k in SOURCES if getattr(self, k) is not None]
         if len(sources) != 1:
             got = f"got {' and '.join(sources)}" if sources else "got none"
-            raise ValueError(f"give exactly one of path, train (with optional val, test files) or dataset; {got}")
+            raise ValueError("give exactly one of path, train (with optional val, test files), dataset, openml, "
+                             f"torchvision or images; {got}")
         if (self.val or self.test) and not self.train:
             raise ValueError("val and test files go with a train file: set data.train")
         if self.path or self.train:
@@ -583,7 +608,7 @@ def _activation_name(spec) -> str:
 def _absolutize_paths(cfg: Config) -> None:
     base = cfg.base_dir
     if cfg.data is not None:
-        for key in ("path", "train", "val", "test"):
+        for key in ("path", "train", "val", "test", "images", "root"):
             value = getattr(cfg.data, key)
             if value is not None:
                 setattr(cfg.data, key, str((base / Path(value).expanduser()).resolve()))

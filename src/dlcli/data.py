@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,19 +89,52 @@ class Scaler:
 
 @dataclass
 class Dataset:
-    splits: dict[str, tuple[np.ndarray, np.ndarray]]  # "train" always; "val"/"test" when present -> (x, y)
+    """A loaded `data:` section.
+
+    Each split is either in memory, `(x, y)` numpy arrays already scaled (x float32 (n, *input_shape);
+    y int64 class ids (n,) or float32 (n, k) for regression), which the trainer indexes by batch, or a
+    `torch.utils.data.Dataset` (map-style or iterable) yielding one `(x, y)` sample at a time, scaled
+    and, for the train split, augmented: x a float32 tensor of `input_shape`, y an int class id or a
+    float32 (k,) tensor. The trainer reads those through DataLoader workers. An iterable split may
+    define `set_epoch(epoch)` to reshuffle, and must define `__len__` (its number of samples).
+    """
+
+    splits: dict[str, Any]  # "train" always; "val"/"test" when present
     task: str  # "binary" | "multiclass" | "regression"
     input_shape: tuple[int, ...]  # per sample, channels first
     feature_names: list[str] | None  # table columns used, in order (None for images)
     classes: list | None  # original label values, index = class id; None for regression
     scaler: Scaler | None
     source: str
+    counts: list[int] | None = None  # train samples per class id, for splits not held in memory
+    notes: list[str] = field(default_factory=list)  # what loading did that a user should hear (rows dropped, ...)
 
     def class_counts(self) -> list[int] | None:
-        """Train-split rows per class id (for class weights and summaries)."""
+        """Train-split samples per class id (for class weights and summaries)."""
         if self.classes is None:
             return None
-        return np.bincount(self.splits["train"][1], minlength=len(self.classes)).tolist()
+        train = self.splits["train"]
+        if in_memory(train):
+            return np.bincount(train[1], minlength=len(self.classes)).tolist()
+        return self.counts
+
+    def rows(self) -> dict[str, int]:
+        return {name: len(split[0]) if in_memory(split) else len(split) for name, split in self.splits.items()}
+
+    @property
+    def target_width(self) -> int:
+        """Values per target row: 1 for classification, k for a regression target of k values."""
+        if self.task != "regression":
+            return 1
+        train = self.splits["train"]
+        y = train[1] if in_memory(train) else np.asarray(train[0][1] if hasattr(train, "__getitem__")
+                                                          else next(iter(train))[1])
+        return int(y.shape[-1]) if y.ndim else 1
+
+
+def in_memory(split) -> bool:
+    """A split held as (x, y) arrays, as opposed to a torch Dataset read sample by sample."""
+    return isinstance(split, tuple)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def _write_data_files(run: Path, setup: Setup) -> None:
         "feature_names": data.feature_names,
         "input_shape": list(data.input_shape),
         "source": data.source,
-        "rows": {name: len(xy[0]) for name, xy in data.splits.items()},
+        "rows": data.rows(),
     })
 
 
