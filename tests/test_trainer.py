@@ -48,7 +48,8 @@ def test_metrics_rows_log_lr_losses_and_metrics(cfg, tmp_path):
     run = train(cfg, ["schedule={name: exponential, gamma: 0.5, warmup_epochs: 2}"], run_dir=tmp_path / "r",
                 progress=False)
     rows = read_metrics(run / "metrics.csv")
-    assert list(rows[0]) == ["epoch", "lr", "train_loss", "val_loss", "val_accuracy", "val_auc", "epoch_seconds"]
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_accuracy", "train_auc", "val_loss", "val_accuracy",
+                             "val_auc", "epoch_seconds"]
     assert [r["lr"] for r in rows] == pytest.approx([0.025, 0.05, 0.05, 0.025])  # warmup, then gamma^k
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and info["epochs_completed"] == 4

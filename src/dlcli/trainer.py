@@ -22,23 +22,22 @@ import numpy as np
 import torch
 
 from . import runs
+from .batches import (  # noqa: F401 - re-exported for evaluation.py
+    Batches,
+    autocast,
+    epoch_outputs,
+    evaluate_batches,
+    evaluate_tensors,
+    resolve_device,
+    to_tensors,
+)
 from .build import Setup, prepare, stored_fit
 from .config import Config, load_config
 from .errors import RunError, TrainingFailed
-from .metrics import Outputs, compute
+from .metrics import compute
 from .optim import build_optimizer, build_schedule, monitor_mode
+from .progress import Progress
 from .summary import summary_text
-
-
-@dataclass
-class Tensors:
-    """One split as tensors on the training device, targets in the loss's format."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
 
 
 @dataclass
@@ -51,35 +50,6 @@ class State:
     best_epoch: int | None = None
     bad_epochs: int = 0  # epochs since the monitored value last improved
     stopped_early: bool = False
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import DlcliError
-
-        raise DlcliError(f"device '{name}' was asked for but no CUDA GPU is available here; use device: cpu or auto")
-    return torch.device(name)
-
-
-def _data_device(device: torch.device, nbytes: int) -> torch.device:
-    """Where the data lives: on the training device when it takes under half its free memory."""
-    if device.type != "cuda":
-        return device
-    free, _ = torch.cuda.mem_get_info(device)
-    return device if nbytes < free // 2 else torch.device("cpu")
-
-
-def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device) -> Tensors:
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    if task == "multiclass":
-        yt = torch.from_numpy(y.astype(np.int64))
-    elif task == "binary":
-        yt = torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
-    else:
-        yt = torch.from_numpy(y.astype(np.float32)).reshape(len(y), -1)
-    return Tensors(xt.to(device), yt.to(device))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,32 +180,42 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
         progress: bool | None = None, on_epoch: Callable[[State], None] | None = None) -> State:
     cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
     tc = cfg.train
-    holder = _data_device(device, sum(x.nbytes + y.nbytes for x, y in setup.data.splits.values()))
-    splits = {name: to_tensors(x, y, task, holder) for name, (x, y) in setup.data.splits.items()}
-    train_set, val_set = splits["train"], splits.get("val")
-    model.to(device)
+    bar = Progress(tc.epochs, 0, enabled=progress)
+    fmt = _memory_format(tc.channels_last, model, device)
+    model.to(device, memory_format=fmt)
     loss_fn.to(device)
+    splits = setup.data.splits
+    train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
+                            workers=cfg.data.workers, memory_format=fmt)
+    val_batches = (Batches(splits["val"], task, device, tc.eval_batch_size, workers=cfg.data.workers,
+                           memory_format=fmt) if "val" in splits else None)
+    bar.batches = len(train_batches)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs)
-    generator = torch.Generator(device=holder).manual_seed(cfg.seed)
+    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+    forward = _compiled(model, bar) if tc.compile else model
     monitor = _monitor(setup)
     mode = monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto")
     ckpt_dir = run / runs.CHECKPOINTS
+    board = _tensorboard(run) if tc.tensorboard else None
     state = State()
+    saving = (model, optimizer, schedule, scaler, train_batches.generator)
 
     if checkpoint is not None:
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
+        if saved.get("grad_scaler"):
+            scaler.load_state_dict(saved["grad_scaler"])
         state = State(**saved["state"])
-        _set_rng(saved["rng"], generator)
+        _set_rng(saved["rng"], train_batches.generator)
         runs.write_metrics(run / runs.METRICS, state.history)  # drop rows written after the checkpoint
     else:
-        _save(ckpt_dir / "last.pt", model, optimizer, schedule, state, generator)
+        _save(ckpt_dir / "last.pt", state, *saving)
+    for note in setup.data.notes:
+        bar.note(note)
 
-    n, bs = len(train_set), tc.batch_size
-    bar = Progress(tc.epochs, -(-n // bs), enabled=progress)
     with bar:
         for epoch in range(state.epoch + 1, tc.epochs + 1):
             if state.stopped_early:
@@ -243,35 +223,42 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
-            order = (torch.randperm(n, device=holder, generator=generator) if tc.shuffle
-                     else torch.arange(n, device=holder))
             total = torch.zeros((), device=device)
+            outputs, targets = [], []  # this epoch's predictions, for train_<metric>: read once, at the end
             bar.start_epoch(epoch)
-            for b, start in enumerate(range(0, n, bs)):
-                idx = order[start:start + bs]
-                xb, yb = train_set.x[idx], train_set.y[idx]
-                if holder != device:  # data too large for the GPU: copy batch by batch
-                    xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                loss = loss_fn(model(xb), yb)
+            for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
+                with autocast(device, tc.precision):
+                    out = forward(xb)
+                    loss = loss_fn(out, yb)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.clip_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
-                if tc.clip_grad_value:
-                    torch.nn.utils.clip_grad_value_(model.parameters(), tc.clip_grad_value)
-                optimizer.step()
-                total += loss.detach() * len(idx)
-                bar.batch(b, loss)
-            train_loss = (total / n).item()  # the epoch's one host sync
+                scaler.scale(loss).backward()
+                if tc.clip_grad_norm or tc.clip_grad_value:
+                    scaler.unscale_(optimizer)
+                    if tc.clip_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
+                    if tc.clip_grad_value:
+                        torch.nn.utils.clip_grad_value_(model.parameters(), tc.clip_grad_value)
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach() * len(xb)
+                if tc.train_metrics:
+                    outputs.append(out.detach())
+                    targets.append(yb)
+                bar.batch(b)
+            train_loss = (total / train_batches.n).item()  # the epoch's one host sync
             if not math.isfinite(train_loss):
                 raise TrainingFailed(f"the training loss became {train_loss} at epoch {epoch}; lower optimizer.lr, "
                                      "set train.clip_grad_norm, or check the data's scale (data.scale: standard)")
 
             row = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
-            if val_set is not None:
-                val_loss, outputs = evaluate_tensors(model, loss_fn, val_set, task, tc.eval_batch_size)
+            if tc.train_metrics:
+                train_out = epoch_outputs(task, outputs, targets, model.head)
+                row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
+                del outputs, targets, train_out
+            if val_batches is not None:
+                val_loss, val_out = evaluate_batches(model, loss_fn, val_batches, precision=tc.precision)
                 row["val_loss"] = val_loss
-                row.update({f"val_{k}": v for k, v in compute(cfg.metric_names, outputs).items()})
+                row.update({f"val_{k}": v for k, v in compute(cfg.metric_names, val_out).items()})
             row["epoch_seconds"] = time.perf_counter() - started
             state.history.append(row)
             state.epoch = epoch
@@ -288,13 +275,46 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             schedule.step(row)
 
             if improved:  # best first: a kill between the two never leaves best behind last's record
-                _save(ckpt_dir / "best.pt", model, optimizer, schedule, state, generator)
-            _save(ckpt_dir / "last.pt", model, optimizer, schedule, state, generator)
+                _save(ckpt_dir / "best.pt", state, *saving)
+            _save(ckpt_dir / "last.pt", state, *saving)
             runs.write_metrics(run / runs.METRICS, state.history)
+            if board is not None:
+                for key, v in row.items():
+                    if key not in ("epoch", "epoch_seconds"):
+                        board.add_scalar(key, v, epoch)
+                board.flush()
             bar.end_epoch(row)
             if on_epoch:
                 on_epoch(state)
+    if board is not None:
+        board.close()
     return state
+
+
+def _memory_format(option, model, device: torch.device):
+    """channels_last for convolutional models: by default on CUDA, where it speeds convolutions up."""
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    use = option is True or (option == "auto" and device.type == "cuda")
+    return torch.channels_last if use and convolutional else torch.contiguous_format
+
+
+def _compiled(model, bar: Progress):
+    """torch.compile(model), or the model itself, with a warning, where compiling is not possible."""
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # noqa: BLE001 - any failure means: train without compiling
+        bar.note(f"warning: train.compile: torch.compile is not available here ({type(exc).__name__}: {exc}); "
+                 "training without it")
+        return model
+
+
+def _tensorboard(run: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RunError("train.tensorboard needs the tensorboard package: pip install 'dlcli[tensorboard]' "
+                       "(or uv sync --extra tensorboard)") from None
+    return SummaryWriter(log_dir=str(run / "tb"))
 
 
 def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
@@ -303,34 +323,12 @@ def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
-@torch.inference_mode()
-def evaluate_tensors(model, loss_fn, data: Tensors, task: str, batch_size: int) -> tuple[float, Outputs]:
-    """Loss and outputs over a whole split, in batches, without gradients."""
-    was_training = model.training
-    model.eval()
-    device = next((p.device for p in model.parameters()), data.x.device)
-    total = torch.zeros((), device=device)
-    predictions = []
-    for start in range(0, len(data), batch_size):
-        xb = data.x[start:start + batch_size].to(device, non_blocking=True)
-        yb = data.y[start:start + batch_size].to(device, non_blocking=True)
-        raw = model(xb)
-        total += loss_fn(raw, yb) * len(xb)
-        predictions.append(model.head(raw))
-    model.train(was_training)
-    y_prob = torch.cat(predictions).float().cpu().numpy()
-    y_true = data.y.cpu().numpy()
-    if task == "binary":
-        p = y_prob.reshape(-1)
-        y_prob, y_true = np.stack([1 - p, p], axis=1), y_true.reshape(-1).astype(np.int64)
-    return (total / len(data)).item(), Outputs(task, y_true, y_prob)
-
-
-def _save(path: Path, model, optimizer, schedule, state: State, generator: torch.Generator) -> None:
+def _save(path: Path, state: State, model, optimizer, schedule, scaler, generator: torch.Generator) -> None:
     runs.save_torch(path, {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
+        "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
         "state": vars(state),
         "rng": {
             "torch": torch.get_rng_state(),
@@ -349,61 +347,3 @@ def _set_rng(rng: dict, generator: torch.Generator) -> None:
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
     generator.set_state(rng["generator"].cpu())
-
-
-# ----------------------------------------------------------------------------------------------
-# Progress: a live bar on a terminal, one plain line per epoch otherwise
-
-
-class Progress:
-    def __init__(self, epochs: int, batches: int, enabled: bool | None = None):
-        from rich.console import Console
-
-        self.console = Console()
-        self.epochs, self.batches = epochs, batches
-        self.live = self.console.is_terminal if enabled is None else enabled
-        self.bar = None
-        self._last_update = 0.0
-
-    def __enter__(self):
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-                                    console=self.console, transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task("", total=self.batches, loss="-")
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def start_epoch(self, epoch: int) -> None:
-        if self.bar is not None:
-            self.bar.reset(self.task, total=self.batches, description=f"epoch {epoch}/{self.epochs}", loss="-")
-
-    def batch(self, b: int, loss: torch.Tensor) -> None:
-        if self.bar is None:
-            return
-        now = time.monotonic()
-        if now - self._last_update > 0.2 or b == self.batches - 1:  # reading the loss syncs: only 5x a second
-            self._last_update = now
-            self.bar.update(self.task, completed=b + 1, loss=f"{loss.item():.4f}")
-
-    def end_epoch(self, row: dict) -> None:
-        parts = [f"epoch {row['epoch']}/{self.epochs}"]
-        parts += [f"{k} {_short(v)}" for k, v in row.items() if k not in ("epoch",)]
-        line = "  ".join(parts)
-        if self.bar is not None:
-            self.console.print(line, highlight=False)
-        else:
-            print(line, flush=True)
-
-
-def _short(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if (abs(v) < 1e-3 and v != 0) else f"{v:.4f}"
-    return str(v)

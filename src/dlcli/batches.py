@@ -1,0 +1,199 @@
+"""Splits -> batches on the training device, and whole-split evaluation.
+
+Two ways in. A split held in memory becomes two tensors, kept on the GPU when they fit, and a batch
+is a slice of a device-side permutation: no per-sample Python, no host sync. A split that is a torch
+Dataset (streamed from disk, or augmented per sample) goes through a DataLoader with worker
+processes, pinned memory and non-blocking copies. Both yield `(x, y)` with y in the loss's format:
+float (n, 1) for binary, int64 (n,) for multi-class, float (n, k) for regression.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import in_memory
+from .metrics import Outputs
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import DlcliError
+
+        raise DlcliError(f"device '{name}' was asked for but no CUDA GPU is available here; use device: cpu or auto")
+    return torch.device(name)
+
+
+def target_format(y: torch.Tensor, task: str) -> torch.Tensor:
+    """Labels or values -> what the task's losses take."""
+    if task == "multiclass":
+        return y.long().reshape(-1)
+    if task == "binary":
+        return y.float().reshape(-1, 1)
+    return y.float().reshape(len(y), -1)
+
+
+@dataclass
+class Tensors:
+    """One split as two tensors, targets in the loss's format."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device) -> Tensors:
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return Tensors(xt.to(device), target_format(torch.from_numpy(np.asarray(y)), task).to(device))
+
+
+def data_device(device: torch.device, nbytes: int) -> torch.device:
+    """Where in-memory data lives: on the training device when it takes under half its free memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < free // 2 else torch.device("cpu")
+
+
+def worker_count(workers: int | str) -> int:
+    if workers != "auto":
+        return int(workers)
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+class Batches:
+    """The batches of one split for one epoch at a time: `for xb, yb in batches.epoch(e): ...`."""
+
+    def __init__(self, split, task: str, device: torch.device, batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0, workers: int | str = "auto", memory_format=torch.contiguous_format):
+        self.task, self.device, self.batch_size, self.shuffle, self.seed = task, device, batch_size, shuffle, seed
+        self.memory_format = memory_format
+        if in_memory(split):
+            x, y = split
+            self.holder = data_device(device, x.nbytes + y.nbytes)
+            self.tensors = to_tensors(x, y, task, self.holder)
+            self.dataset = None
+            self.generator = torch.Generator(device=self.holder).manual_seed(seed)
+            self.n = len(self.tensors)
+        else:
+            self.tensors, self.dataset, self.n = None, split, len(split)
+            self.holder = torch.device("cpu")
+            self.generator = torch.Generator().manual_seed(seed)
+            self.workers = worker_count(workers)
+            self.loader = None
+
+    @property
+    def streamed(self) -> bool:
+        return self.dataset is not None
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-self.n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not self.streamed:
+            return self._slices()
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        # Augmentation in the main process draws from the global RNG: seed it per epoch so a resumed
+        # run sees the same random crops as an uninterrupted one. Workers get seeds from the generator.
+        torch.manual_seed(self.seed * 100_003 + epoch)
+        return self._loaded()
+
+    def _slices(self):
+        n, bs, t = self.n, self.batch_size, self.tensors
+        order = (torch.randperm(n, device=self.holder, generator=self.generator) if self.shuffle else None)
+        copy = self.holder != self.device  # data too large for the GPU: copy batch by batch
+        for start in range(0, n, bs):
+            if order is None:
+                xb, yb = t.x[start:start + bs], t.y[start:start + bs]
+            else:
+                idx = order[start:start + bs]
+                xb, yb = t.x[idx], t.y[idx]
+            if copy:
+                xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            if self.memory_format is not torch.contiguous_format:
+                xb = xb.contiguous(memory_format=self.memory_format)
+            yield xb, yb
+
+    def _loaded(self):
+        from torch.utils.data import DataLoader, IterableDataset
+
+        if self.loader is None:
+            iterable = isinstance(self.dataset, IterableDataset)
+            self.loader = DataLoader(
+                self.dataset, batch_size=self.batch_size, shuffle=self.shuffle and not iterable,
+                num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                persistent_workers=self.workers > 0, generator=self.generator,
+                prefetch_factor=4 if self.workers > 0 else None,
+            )
+        for xb, yb in self.loader:
+            xb = xb.to(self.device, non_blocking=True)
+            if self.memory_format is not torch.contiguous_format:
+                xb = xb.contiguous(memory_format=self.memory_format)
+            yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
+
+
+def epoch_outputs(task: str, outputs: list[torch.Tensor], targets: list[torch.Tensor], head) -> Outputs:
+    """The predictions made during an epoch (raw model outputs, detached) -> Outputs for the metrics."""
+    with torch.no_grad():
+        raw = torch.cat(outputs).float()
+        y_prob = head(raw).cpu().numpy()
+    y_true = torch.cat(targets).cpu().numpy()
+    return _outputs(task, y_true, y_prob)
+
+
+def _outputs(task: str, y_true: np.ndarray, y_prob: np.ndarray) -> Outputs:
+    if task == "binary":
+        p = y_prob.reshape(-1)
+        y_prob, y_true = np.stack([1 - p, p], axis=1), y_true.reshape(-1).astype(np.int64)
+    return Outputs(task, y_true, y_prob)
+
+
+@torch.inference_mode()
+def evaluate_batches(model, loss_fn, batches: Batches, *, precision: str = "fp32") -> tuple[float, Outputs]:
+    """Loss and outputs over a whole split, batched, without gradients; one host transfer at the end."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), device=batches.device)
+    predictions, targets = [], []
+    with autocast(batches.device, precision):
+        for xb, yb in batches.epoch(0):
+            raw = model(xb)
+            total += loss_fn(raw, yb).float() * len(xb)
+            predictions.append(model.head(raw.float()))
+            targets.append(yb)
+    model.train(was_training)
+    y_prob = torch.cat(predictions).cpu().numpy()
+    y_true = torch.cat(targets).cpu().numpy()
+    return (total / max(batches.n, 1)).item(), _outputs(batches.task, y_true, y_prob)
+
+
+def evaluate_split(model, loss_fn, split, task: str, batch_size: int, device: torch.device, *,
+                   workers: int | str = "auto", precision: str = "fp32") -> tuple[float, Outputs]:
+    """A split as data.py gives it (arrays or a torch Dataset) -> loss and outputs."""
+    batches = Batches(split, task, device, batch_size, workers=workers)
+    return evaluate_batches(model, loss_fn, batches, precision=precision)
+
+
+def evaluate_tensors(model, loss_fn, data: Tensors, task: str, batch_size: int) -> tuple[float, Outputs]:
+    """Loss and outputs of tensors already made (kept for callers that hold Tensors)."""
+    device = next((p.device for p in model.parameters()), data.x.device)
+    return evaluate_split(model, loss_fn, (data.x.cpu().numpy(), data.y.cpu().numpy()), task, batch_size, device)
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for bf16/fp16; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.float32),
+                          enabled=precision in AUTOCAST_DTYPES)
