@@ -193,7 +193,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
-    forward = _compiled(model, bar) if tc.compile else model
+    forward = _Compiled(model, bar) if tc.compile else model
     monitor = _monitor(setup)
     mode = monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto")
     ckpt_dir = run / runs.CHECKPOINTS
@@ -298,14 +298,34 @@ def _memory_format(option, model, device: torch.device):
     return torch.channels_last if use and convolutional else torch.contiguous_format
 
 
-def _compiled(model, bar: Progress):
-    """torch.compile(model), or the model itself, with a warning, where compiling is not possible."""
-    try:
-        return torch.compile(model)
-    except Exception as exc:  # noqa: BLE001 - any failure means: train without compiling
-        bar.note(f"warning: train.compile: torch.compile is not available here ({type(exc).__name__}: {exc}); "
-                 "training without it")
-        return model
+class _Compiled:
+    """torch.compile(model), falling back to the model itself, with a warning, where compiling fails.
+
+    Compiling happens at the first call, so that is where a missing compiler or an unsupported
+    platform shows up; later recompiles (the last, smaller batch) fall back per graph by themselves.
+    """
+
+    def __init__(self, model, bar: Progress):
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        self.model, self.bar, self.works = model, bar, None
+        self.compiled = torch.compile(model)
+
+    def __call__(self, x):
+        if self.works is False:
+            return self.model(x)
+        try:
+            out = self.compiled(x)
+        except Exception as exc:  # noqa: BLE001 - any failure to compile means: train without compiling
+            if self.works:
+                raise
+            self.works = False
+            self.bar.note(f"warning: train.compile: torch.compile failed here ({type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); training without it")
+            return self.model(x)
+        self.works = True
+        return out
 
 
 def _tensorboard(run: Path):

@@ -1,0 +1,80 @@
+"""Peak memory of training from a large CSV, against an idle dlcli process with torch imported.
+
+    uv run python benchmarks/memory.py                 # 1,000,000 x 28 (the issue's figure)
+    uv run python benchmarks/memory.py --rows 200000
+
+Writes a CSV of ROWS x 28 float features plus a 0/1 target, then runs two child processes and
+reads each one's own peak resident set size (ru_maxrss): one that imports dlcli's trainer and torch
+and does nothing, and one that runs `dlcli train` for one epoch on the CSV. The difference is what
+training costs in memory; the target is under 3x the float32 feature array (ROWS x 28 x 4 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+CHILD = textwrap.dedent("""
+    import resource, sys
+    {body}
+    print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+IDLE = "import torch, dlcli.trainer, dlcli.data"
+TRAIN = ("from dlcli.cli import main\nsys.argv = ['dlcli', 'train', {config!r}, '--run-dir', {run!r}, "
+         "'--no-progress']\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
+
+
+def peak_kb(body: str) -> int:
+    out = subprocess.run([sys.executable, "-c", CHILD.format(body=body)], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"child failed:\n{out.stdout}\n{out.stderr}")
+    return int(next(line for line in out.stdout.splitlines() if line.startswith("MAXRSS_KB")).split()[1])
+
+
+def write_csv(path: Path, rows: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    with path.open("w") as f:
+        f.write(",".join([f"f{j}" for j in range(28)] + ["label"]) + "\n")
+        for start in range(0, rows, 100_000):
+            x = rng.standard_normal((min(100_000, rows - start), 28)).astype(np.float32)
+            y = (x[:, 0] + x[:, 1] > 0).astype(int)
+            np.savetxt(f, np.column_stack([x, y]), fmt=["%.6g"] * 28 + ["%d"], delimiter=",")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        csv = tmp / "big.csv"
+        write_csv(csv, args.rows)
+        config = tmp / "big.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            name: memory
+            data: {{path: {csv}, target: label, scale: standard}}
+            model:
+              layers:
+                - {{type: dense, units: 64, activation: relu}}
+                - {{type: dense, units: 1, activation: sigmoid}}
+            loss: binary_crossentropy
+            train: {{epochs: 1, batch_size: 1024}}
+            """))
+        idle = peak_kb(IDLE)
+        trained = peak_kb(TRAIN.format(config=str(config), run=str(tmp / "run")))
+    array_mb = args.rows * 28 * 4 / 2**20
+    extra_mb = (trained - idle) / 1024
+    print(f"csv: {args.rows:,} x 28 ({csv.name}); float32 features {array_mb:.1f} MiB")
+    print(f"peak RSS: idle dlcli+torch {idle / 1024:.1f} MiB, training {trained / 1024:.1f} MiB")
+    print(f"training adds {extra_mb:.1f} MiB = {extra_mb / array_mb:.2f}x the float32 array (target < 3x)")
+    return 0 if extra_mb < 3 * array_mb else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
