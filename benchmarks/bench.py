@@ -100,7 +100,7 @@ def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32
     loss_fn = hand_loss(workload)
     xt, yt = torch.from_numpy(x), hand_targets(workload, y)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     if loader:
         from torch.utils.data import DataLoader, TensorDataset
 
@@ -119,12 +119,19 @@ def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32
             epoch_batches = ((xt[idx], yt[idx]) for idx in perm.split(batch_size))
         total = torch.zeros((), device=device)
         for xb, yb in epoch_batches:
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            if dtype is None:
                 loss = loss_fn(step_model(xb), yb)
+            else:
+                with torch.autocast(device.type, dtype=dtype):
+                    loss = loss_fn(step_model(xb), yb)
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            if precision == "fp16":
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             total += loss.detach()
         total.item()
         _sync(device)

@@ -143,6 +143,7 @@ def _write_data_files(run: Path, setup: Setup) -> None:
         "input_shape": list(data.input_shape),
         "source": data.source,
         "rows": data.rows(),
+        "fill": data.fill,  # missing: mean: the train-split means, reused by evaluate --data and predict
     })
 
 
@@ -192,7 +193,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     bar.batches = len(train_batches)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
     forward = _Compiled(model, bar) if tc.compile else model
     monitor = _monitor(setup)
     mode = monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto")
@@ -206,7 +207,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
-        if saved.get("grad_scaler"):
+        if scaler and saved.get("grad_scaler"):
             scaler.load_state_dict(saved["grad_scaler"])
         state = State(**saved["state"])
         _set_rng(saved["rng"], train_batches.generator)
@@ -231,16 +232,20 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
                     out = forward(xb)
                     loss = loss_fn(out, yb)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                (scaler.scale(loss) if scaler else loss).backward()
                 if tc.clip_grad_norm or tc.clip_grad_value:
-                    scaler.unscale_(optimizer)
+                    if scaler:
+                        scaler.unscale_(optimizer)
                     if tc.clip_grad_norm:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad_norm)
                     if tc.clip_grad_value:
                         torch.nn.utils.clip_grad_value_(model.parameters(), tc.clip_grad_value)
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.detach() * len(xb)
+                if scaler:  # fp16: skips steps whose gradients overflowed, and adapts the scale
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                total.add_(loss.detach(), alpha=len(xb))
                 if tc.train_metrics:
                     outputs.append(out.detach())
                     targets.append(yb)
@@ -348,7 +353,7 @@ def _save(path: Path, state: State, model, optimizer, schedule, scaler, generato
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
-        "grad_scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "grad_scaler": scaler.state_dict() if scaler else None,
         "state": vars(state),
         "rng": {
             "torch": torch.get_rng_state(),
