@@ -164,6 +164,29 @@ def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", c
     return [row["epoch_seconds"] for row in read_metrics(run / "metrics.csv")]
 
 
+def run_dlcli_evaluate(workload, x, y, *, epochs, batch_size, device):
+    """Inference over the whole table as `dlcli evaluate` does it: batched, under inference_mode."""
+    from dlcli.batches import evaluate_split
+    from dlcli.config import load_config
+    from dlcli.losses import LossContext, build_loss
+    from dlcli.models import build_model
+
+    multiclass = workload == "cnn"
+    cfg = load_config({"model": {"layers": CNN_LAYERS if multiclass else FFNN_LAYERS},
+                       "loss": "categorical_crossentropy" if multiclass else "binary_crossentropy"})
+    model = build_model(cfg, x.shape[1:]).to(device)
+    task = "multiclass" if multiclass else "binary"
+    loss = build_loss(cfg.loss, LossContext(task=task, output_activation=model.output_activation,
+                                            activation=model.head)).to(device)
+    times = []
+    for _ in range(epochs):
+        _sync(device)
+        start = time.perf_counter()
+        evaluate_split(model, loss, (x, y), task, 4096, device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def run_keras(workload, x, y, *, epochs, batch_size, device):
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
@@ -252,6 +275,8 @@ def measure(tool, workload, x, y, args, batch_size, variant, folder):
         times = run_hand_loop(workload, x, y, precision=precision, compile=compile, **common)
     elif tool == "hand DataLoader":
         times = run_hand_loop(workload, x, y, precision=precision, compile=compile, loader=True, **common)
+    elif tool == "dlcli evaluate":
+        times = run_dlcli_evaluate(workload, x, y, **common)
     elif tool == "keras":
         times = run_keras(workload, x, y, **common)
     elif tool == "lightning":
@@ -278,7 +303,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-sizes", default=None, help="comma-separated; default: each workload's own")
     p.add_argument("--variants", default="fp32", help=f"comma-separated, of {', '.join(VARIANTS)}")
-    p.add_argument("--tools", default="dlcli,hand loop,hand DataLoader,keras,lightning")
+    p.add_argument("--tools", default="dlcli,hand loop,hand DataLoader,keras,lightning,dlcli evaluate")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())  # as is; printed below
@@ -302,16 +327,21 @@ def main(argv=None) -> int:
                         if not available(tool):
                             print(f"{workload:5} {tool:16} not installed (uv run --extra bench ...)", flush=True)
                             continue
-                        if tool in ("keras", "lightning") and variant != "fp32":
+                        if tool in ("keras", "lightning", "dlcli evaluate") and variant != "fp32":
                             continue
                         seconds, times = measure(tool, workload, x, y, args, batch_size, variant, Path(tmp))
                         base = seconds if tool == "hand loop" else base
+                        if tool == "dlcli evaluate":  # not a training loop: compare with dlcli's training
+                            train_rate = next(r["samples_per_second"] for r in results[::-1]
+                                              if r["tool"] == "dlcli" and r["workload"] == workload)
+                            print(f"{workload:5} dlcli evaluate: {len(x) / seconds:,.0f} samples/s = "
+                                  f"{len(x) / seconds / train_rate:.1f}x dlcli's training throughput", flush=True)
                         row = {"workload": workload, "batch_size": batch_size, "variant": variant, "tool": tool,
                                "seconds_per_epoch": seconds, "samples_per_second": len(x) / seconds,
-                               "ratio_to_hand_loop": seconds / base if base else None,
+                               "ratio_to_hand_loop": seconds / base if base and tool != "dlcli evaluate" else None,
                                "epoch_seconds": times}
                         results.append(row)
-                        ratio = f"{row['ratio_to_hand_loop']:.3f}x" if base else "-"
+                        ratio = f"{row['ratio_to_hand_loop']:.3f}x" if row["ratio_to_hand_loop"] else "-"
                         print(f"{workload:5} b={batch_size:<5} {variant:12} {tool:16} {seconds:8.3f} s/epoch "
                               f"{row['samples_per_second']:12,.0f} samples/s  {ratio:>8} hand loop", flush=True)
     if args.json:
