@@ -321,7 +321,7 @@ def test_empty_files_and_unsupported_types(tmp_path):
     (tmp_path / "header.csv").write_text("a,y\n")
     fails("path", "no data rows", path=str(tmp_path / "header.csv"), target="y")
     (tmp_path / "t.xlsx").write_text("x")
-    fails("path", "csv and npz are supported", "'.xlsx'", path=str(tmp_path / "t.xlsx"), target="y")
+    fails("path", "tables are read from .csv", ".parquet", ".root", "'.xlsx'", path=str(tmp_path / "t.xlsx"), target="y")
 
 
 def test_target_kind_must_fit_the_task(tmp_path):

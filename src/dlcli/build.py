@@ -42,7 +42,7 @@ def section(cfg: Config, prefix: str):
 
 
 def stored_fit(run: Path) -> tuple[Scaler | None, dict]:
-    """What a run fitted on its training rows: the scaler, and labels.json (classes, feature names)."""
+    """What a run fitted on its training rows: the scaler, and labels.json (classes, feature names, fill)."""
     from . import runs
 
     scaler = Scaler.from_dict(runs.read_json(run / runs.SCALER)) if (run / runs.SCALER).exists() else None
@@ -57,15 +57,19 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(cfg: Config, *, need_data: bool = True, scaler: Scaler | None = None,
-            classes: list | None = None) -> Setup:
-    """Load the data (when asked or needed for the input shape), build the model and the loss."""
+            classes: list | None = None, fill: dict[str, float] | None = None) -> Setup:
+    """Load the data (when asked or needed for the input shape), build the model and the loss.
+
+    A stored run passes what it fitted on its train rows (`stored_fit`): scaler, classes, and the
+    `missing: mean` fill values (labels.json "fill"), so nothing is refitted.
+    """
     task = cfg.task_kind
     dataset = None
     if cfg.data is None and need_data:
         raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
     if cfg.data is not None and (need_data or not cfg.model.input_shape):
         with section(cfg, "data"):
-            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=scaler, classes=classes)
+            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=scaler, classes=classes, fill=fill)
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
             raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
                             f"{list(dataset.input_shape)}; remove input_shape or make it match")

@@ -90,6 +90,12 @@ class DataConfig(Section):
                 raise ValueError("data.target is required with a data file: the column (csv) or key (npz) to predict")
         if self.features is not None and self.drop is not None:
             raise ValueError("give features or drop, not both")
+        if self.branches is not None and (self.features is not None or self.drop is not None):
+            raise ValueError("branches are a ROOT file's features: give branches, features or drop, not two of them")
+        format_keys = [k for k in ("key", "tree", "branches") if getattr(self, k) is not None]
+        if format_keys and not (self.path or self.train):
+            raise ValueError(f"{format_keys[0]} describes what to read from a data file; it needs data.path or "
+                             "data.train")
         return self
 
 
@@ -357,6 +363,9 @@ def _check_specs(cfg: Config) -> list[tuple[tuple, str]]:
     layers, named, problems = _check_named_things(cfg.model.layers, cfg.loss, cfg.optimizer, cfg.schedule)
     cfg.model.layers = layers
     cfg.loss, cfg.optimizer, cfg.schedule = named["loss"], named["optimizer"], named["schedule"]
+    if cfg.data is not None and cfg.data.augment is not None:
+        cfg.data.augment, errs = _check_augment(cfg.data.augment)
+        problems += errs
 
     if cfg.metrics is not None:
         metrics = []
@@ -375,7 +384,23 @@ def _check_raw_specs(raw: dict) -> list[tuple[tuple, str]]:
     """The same checks on a config whose top level did not validate, so one run reports everything."""
     model = raw.get("model")
     layers = model.get("layers") if isinstance(model, dict) else None
-    return _check_named_things(layers, raw.get("loss"), raw.get("optimizer"), raw.get("schedule"))[2]
+    problems = _check_named_things(layers, raw.get("loss"), raw.get("optimizer"), raw.get("schedule"))[2]
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("augment"), list):
+        problems += _check_augment(data["augment"])[1]
+    return problems
+
+
+def _check_augment(specs: list) -> tuple[list, list]:
+    """`data.augment` entries against the augmentation registry (sizes are checked when images load)."""
+    from .augment import AUGMENTS
+
+    checked, problems = [], []
+    for i, spec in enumerate(specs):
+        entry, errs = _check_named(spec, ("data", "augment", i), AUGMENTS)
+        checked.append(entry if entry is not None else spec)
+        problems += errs
+    return checked, problems
 
 
 def _check_named_things(layers: Any, loss: Any, optimizer: Any, schedule: Any) -> tuple[Any, dict, list]:
