@@ -15,6 +15,7 @@ _API = {
     "prepare": ("build", "prepare"),
     "train": ("trainer", "train"),
     "evaluate": ("evaluation", "evaluate"),
+    "predict": ("predictions", "predict"),
     "summary_dict": ("summary", "summary_dict"),
 }
 
