@@ -201,8 +201,8 @@ def test_train_fills_the_run_directory(bc):
 
     with open(bc.run / "metrics.csv") as f:
         header = f.readline().strip()
-    assert header == ("epoch,lr,train_loss,val_loss,val_accuracy,val_precision,val_recall,val_f1,val_auc,"
-                      "epoch_seconds")
+    assert header == ("epoch,lr,train_loss,train_accuracy,train_precision,train_recall,train_f1,train_auc,"
+                      "val_loss,val_accuracy,val_precision,val_recall,val_f1,val_auc,epoch_seconds")
     rows = metrics_rows(bc.run / "metrics.csv")
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     assert all(float(row["lr"]) == 0.001 for row in rows)
@@ -343,7 +343,8 @@ def test_overrides_change_what_is_trained(diabetes):
     rows = metrics_rows(run / "metrics.csv")
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert [float(row["lr"]) for row in rows] == [0.01, 0.01]
-    assert list(rows[0]) == ["epoch", "lr", "train_loss", "val_loss", "val_mae", "val_r2", "epoch_seconds"]
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_mae", "train_r2", "val_loss", "val_mae", "val_r2",
+                             "epoch_seconds"]
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["train"]["epochs"] == 2 and resolved["train"]["batch_size"] == 32
     assert resolved["optimizer"]["name"] == "adam" and resolved["optimizer"]["lr"] == 0.01

@@ -108,3 +108,15 @@ def test_trains_on_cuda(cfg, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["device"].startswith("cuda") and info["status"] == "completed"
     assert evaluate(run, device="cuda")["metrics"]["accuracy"] > 0.9
+
+
+def test_train_metrics_are_those_of_the_epochs_own_predictions(cfg, tmp_path):
+    # With a learning rate too small to move the weights and no dropout, the predictions made while
+    # training are those of the final model, so train_<metric> must equal evaluate on the train split.
+    run = train(cfg, ["optimizer.lr=1e-12", "optimizer.momentum=0", "model.layers[1].rate=0", "train.epochs=1"],
+                run_dir=tmp_path / "r", progress=False)
+    row = read_metrics(run / "metrics.csv")[0]
+    result = evaluate(run, split="train", write=False, plots=False)
+    assert row["train_loss"] == pytest.approx(result["metrics"]["loss"], rel=1e-5)
+    assert row["train_accuracy"] == result["metrics"]["accuracy"]
+    assert row["train_auc"] == pytest.approx(result["metrics"]["auc"], abs=1e-12)

@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import metrics as skm
 
 from .registry import Registry
 
@@ -48,23 +47,23 @@ def metric(name: str, *aliases: str, tasks: tuple[str, ...]):
 
 @metric("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", tasks=CLASSIFICATION)
 def accuracy(out: Outputs) -> float:
-    return skm.accuracy_score(out.y_true, out.y_pred)
+    return _skm().accuracy_score(out.y_true, out.y_pred)
 
 
 @metric("precision", tasks=CLASSIFICATION)
 def precision(out: Outputs) -> float:
-    return skm.precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0,
+    return _skm().precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0,
                                labels=_labels(out))
 
 
 @metric("recall", tasks=CLASSIFICATION)
 def recall(out: Outputs) -> float:
-    return skm.recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+    return _skm().recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
 
 
 @metric("f1", "f1_score", tasks=CLASSIFICATION)
 def f1(out: Outputs) -> float:
-    return skm.f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+    return _skm().f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
 
 
 @metric("auc", "roc_auc", "AUC", tasks=CLASSIFICATION)
@@ -74,32 +73,39 @@ def auc(out: Outputs) -> float:
     if len(present) < 2:
         return math.nan
     if out.task == "binary":
-        return skm.roc_auc_score(out.y_true, out.y_prob[:, 1])
+        return _skm().roc_auc_score(out.y_true, out.y_prob[:, 1])
     if len(present) < out.y_prob.shape[1]:
         return math.nan  # one-vs-rest needs every class present
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return skm.roc_auc_score(out.y_true, out.y_prob, multi_class="ovr", average="macro")
+        return _skm().roc_auc_score(out.y_true, out.y_prob, multi_class="ovr", average="macro")
 
 
 @metric("mse", "mean_squared_error", tasks=REGRESSION)
 def mse(out: Outputs) -> float:
-    return skm.mean_squared_error(out.y_true, out.y_pred)
+    return _skm().mean_squared_error(out.y_true, out.y_pred)
 
 
 @metric("rmse", "root_mean_squared_error", tasks=REGRESSION)
 def rmse(out: Outputs) -> float:
-    return math.sqrt(skm.mean_squared_error(out.y_true, out.y_pred))
+    return math.sqrt(_skm().mean_squared_error(out.y_true, out.y_pred))
 
 
 @metric("mae", "mean_absolute_error", tasks=REGRESSION)
 def mae(out: Outputs) -> float:
-    return skm.mean_absolute_error(out.y_true, out.y_pred)
+    return _skm().mean_absolute_error(out.y_true, out.y_pred)
 
 
 @metric("r2", "r2_score", "r_squared", tasks=REGRESSION)
 def r2(out: Outputs) -> float:
-    return skm.r2_score(out.y_true, out.y_pred)
+    return _skm().r2_score(out.y_true, out.y_pred)
+
+
+def _skm():
+    """scikit-learn's metrics, imported on first use: commands that compute none start faster."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _labels(out: Outputs):
@@ -116,5 +122,5 @@ def report(out: Outputs) -> dict:
     result: dict = {"metrics": compute(names, out)}
     if out.task in CLASSIFICATION:
         labels = list(range(out.y_prob.shape[1]))
-        result["confusion_matrix"] = skm.confusion_matrix(out.y_true, out.y_pred, labels=labels).tolist()
+        result["confusion_matrix"] = _skm().confusion_matrix(out.y_true, out.y_pred, labels=labels).tolist()
     return result
