@@ -283,8 +283,7 @@ def measure(tool, workload, x, y, args, batch_size, variant, folder):
         times = run_lightning(workload, x, y, **common)
     else:
         raise ValueError(tool)
-    timed = times[1:] if len(times) > 1 else times  # the first epoch warms up (allocations, compiling)
-    return statistics.median(timed), times
+    return times[1:] if len(times) > 1 else times  # the first epoch warms up (allocations, compiling)
 
 
 def available(tool: str) -> bool:
@@ -300,10 +299,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workload", default="all", choices=["all", *WORKLOADS])
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (one more runs first, untimed)")
+    p.add_argument("--repeats", type=int, default=1, help="run every tool this many times, in turns")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-sizes", default=None, help="comma-separated; default: each workload's own")
     p.add_argument("--variants", default="fp32", help=f"comma-separated, of {', '.join(VARIANTS)}")
-    p.add_argument("--tools", default="dlcli,hand loop,hand DataLoader,keras,lightning,dlcli evaluate")
+    p.add_argument("--tools", default="hand loop,dlcli,hand DataLoader,keras,lightning,dlcli evaluate")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())  # as is; printed below
@@ -323,17 +323,24 @@ def main(argv=None) -> int:
             for batch_size in sizes:
                 for variant in variants:
                     base = None
+                    todo = [t for t in tools if available(t) and (variant == "fp32" or t in ("dlcli", "hand loop",
+                                                                                              "hand DataLoader"))]
                     for tool in tools:
                         if not available(tool):
                             print(f"{workload:5} {tool:16} not installed (uv run --extra bench ...)", flush=True)
-                            continue
-                        if tool in ("keras", "lightning", "dlcli evaluate") and variant != "fp32":
-                            continue
-                        seconds, times = measure(tool, workload, x, y, args, batch_size, variant, Path(tmp))
+                    # Machines drift (other load, clocks): run the tools in turns, `--repeats` times, and take
+                    # each one's median over all its timed epochs.
+                    timed = {t: [] for t in todo}
+                    for _ in range(args.repeats):
+                        for tool in todo:
+                            timed[tool] += measure(tool, workload, x, y, args, batch_size, variant, Path(tmp))
+                    for tool in todo:
+                        times = timed[tool]
+                        seconds = statistics.median(times)
                         base = seconds if tool == "hand loop" else base
-                        if tool == "dlcli evaluate":  # not a training loop: compare with dlcli's training
-                            train_rate = next(r["samples_per_second"] for r in results[::-1]
-                                              if r["tool"] == "dlcli" and r["workload"] == workload)
+                        train_rate = next((r["samples_per_second"] for r in results[::-1]
+                                           if r["tool"] == "dlcli" and r["workload"] == workload), None)
+                        if tool == "dlcli evaluate" and train_rate:  # not a loop: compare with dlcli's training
                             print(f"{workload:5} dlcli evaluate: {len(x) / seconds:,.0f} samples/s = "
                                   f"{len(x) / seconds / train_rate:.1f}x dlcli's training throughput", flush=True)
                         row = {"workload": workload, "batch_size": batch_size, "variant": variant, "tool": tool,

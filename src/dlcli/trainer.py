@@ -194,7 +194,8 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
-    forward = _Compiled(model, bar) if tc.compile else model
+    # model.body gives the logits, as model(x) does, with one module call less per step.
+    forward = _Compiled(model.body, bar) if tc.compile else model.body
     monitor = _monitor(setup)
     mode = monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto")
     ckpt_dir = run / runs.CHECKPOINTS
