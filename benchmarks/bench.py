@@ -73,6 +73,18 @@ def hand_model(workload: str) -> nn.Module:
                          nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(1600, 10))
 
 
+def dlcli_initial_weights(workload: str) -> dict:
+    """The weights dlcli's run starts from (seed 0): its network body has the hand model's layout."""
+    from dlcli.build import seed_everything
+    from dlcli.config import load_config
+    from dlcli.models import build_model
+
+    seed_everything(0)
+    cfg = load_config({"model": {"layers": FFNN_LAYERS if workload == "ffnn" else CNN_LAYERS},
+                       "loss": "binary_crossentropy" if workload == "ffnn" else "categorical_crossentropy"})
+    return build_model(cfg, WORKLOADS[workload]["shape"]).body.state_dict()
+
+
 def hand_optimizer(workload: str, params):
     name, lr = WORKLOADS[workload]["optimizer"]
     return torch.optim.SGD(params, lr=lr) if name == "sgd" else torch.optim.Adam(params, lr=lr)
@@ -93,8 +105,9 @@ def _sync(device):
 
 def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, loader=False):
     """The loop a PyTorch user writes: in-memory tensors indexed by batch (or a DataLoader over them)."""
-    torch.manual_seed(0)
-    model = hand_model(workload).to(device)
+    model = hand_model(workload)
+    model.load_state_dict(dlcli_initial_weights(workload))  # the same start as dlcli's run: only the loop differs
+    model = model.to(device)
     step_model = torch.compile(model) if compile else model
     opt = hand_optimizer(workload, model.parameters())
     loss_fn = hand_loss(workload)
@@ -182,7 +195,7 @@ def run_dlcli_evaluate(workload, x, y, *, epochs, batch_size, device):
     for _ in range(epochs):
         _sync(device)
         start = time.perf_counter()
-        evaluate_split(model, loss, (x, y), task, 4096, device)
+        evaluate_split(model, loss, (x, y), task, "auto", device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -233,6 +246,7 @@ def run_lightning(workload, x, y, *, epochs, batch_size, device):
         def __init__(self):
             super().__init__()
             self.net, self.loss_fn = hand_model(workload), hand_loss(workload)
+            self.net.load_state_dict(dlcli_initial_weights(workload))
 
         def training_step(self, batch, _):
             xb, yb = batch

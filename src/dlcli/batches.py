@@ -121,7 +121,7 @@ class Batches:
                 xb, yb = t.x[idx], t.y[idx]
             if copy:
                 xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-            if self.memory_format is not torch.contiguous_format:
+            if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield xb, yb
 
@@ -138,7 +138,7 @@ class Batches:
             )
         for xb, yb in self.loader:
             xb = xb.to(self.device, non_blocking=True)
-            if self.memory_format is not torch.contiguous_format:
+            if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
 
@@ -178,10 +178,36 @@ def evaluate_batches(model, loss_fn, batches: Batches, *, precision: str = "fp32
     return (total / max(batches.n, 1)).item(), _outputs(batches.task, y_true, y_prob)
 
 
-def evaluate_split(model, loss_fn, split, task: str, batch_size: int, device: torch.device, *,
+def for_inference(model, device: torch.device, batch_size: int | str) -> tuple[torch.memory_format, int]:
+    """How a trained network runs best for evaluation and predict: (memory format, batch size).
+
+    Convolutional networks run channels-last (measured 1.7-2.4x faster on a CPU, and faster on
+    CUDA); on a CPU their activations for 4096 images overflow the caches, so `auto` takes 512.
+    Moves the model's weights to that format: call it on a model that is not being trained.
+    """
+    batch_size = inference_batch_size(model, device, batch_size)
+    if not _convolutional(model):
+        return torch.contiguous_format, batch_size
+    model.to(memory_format=torch.channels_last)
+    return torch.channels_last, batch_size
+
+
+def inference_batch_size(model, device: torch.device, batch_size: int | str) -> int:
+    """`train.eval_batch_size`, with `auto` resolved."""
+    if batch_size != "auto":
+        return int(batch_size)
+    return 512 if _convolutional(model) and device.type == "cpu" else 4096
+
+
+def _convolutional(model) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, device: torch.device, *,
                    workers: int | str = "auto", precision: str = "fp32") -> tuple[float, Outputs]:
-    """A split as data.py gives it (arrays or a torch Dataset) -> loss and outputs."""
-    batches = Batches(split, task, device, batch_size, workers=workers)
+    """A split as data.py gives it (arrays or a torch Dataset) -> loss and outputs, from a trained model."""
+    memory_format, batch_size = for_inference(model, device, batch_size)
+    batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format)
     return evaluate_batches(model, loss_fn, batches, precision=precision)
 
 

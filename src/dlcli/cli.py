@@ -240,7 +240,9 @@ def validate(
     cfg = load_config(config, overrides)
     setup = prepare(cfg)
     s = summary_dict(setup.model)
-    rows = ", ".join(f"{k} {len(v[0])}" for k, v in setup.data.splits.items())
+    rows = ", ".join(f"{k} {n}" for k, n in setup.data.rows().items())
+    for note in setup.data.notes:
+        out.print(escape(note), soft_wrap=True)
     out.print(f"[green]ok[/] {escape(config)}: {setup.task} task, {len(s['layers'])} layers, "
               f"{s['total_params']:,} parameters; data {escape(setup.data.source)}: {rows} rows", soft_wrap=True)
 

@@ -119,7 +119,7 @@ class TrainConfig(Section):
     early_stopping: EarlyStopping | None = None
     clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipnorm")
     clip_grad_value: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipvalue")
-    eval_batch_size: PositiveInt = 4096
+    eval_batch_size: PositiveInt | Literal["auto"] = "auto"  # auto: 4096; 512 for convolutional nets on a CPU
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 adds a gradient scaler
     compile: bool = False  # torch.compile the model (falls back to eager with a warning where it cannot)
     channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models on CUDA

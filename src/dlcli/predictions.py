@@ -24,12 +24,12 @@ import pandas as pd
 import torch
 
 from . import runs
+from .batches import for_inference, resolve_device
 from .build import section, stored_fit
 from .config import Config, load_config
 from .errors import DataError, SpecError
 from .evaluation import load_checkpoint
 from .models import Network, build_model
-from .trainer import resolve_device
 
 PREDICTED = "predicted"
 IMAGE_NAME = "file"  # the column naming each image
@@ -78,9 +78,12 @@ def model_outputs(model: Network, x: np.ndarray, device: torch.device, batch_siz
     """The model's outputs after its output activation (probabilities, values), in batches, on the CPU."""
     was_training = model.training
     model.eval()
+    memory_format, batch_size = for_inference(model, device, batch_size)
     chunks = []
     for start in range(0, len(x), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+        if xb.ndim == 4:
+            xb = xb.contiguous(memory_format=memory_format)
         chunks.append(model.predict(xb.to(device)).float().cpu())
     model.train(was_training)
     if not chunks:

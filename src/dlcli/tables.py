@@ -266,8 +266,14 @@ class CsvTable(Table):
 
     def read(self, names):
         with reading_errors(self.origin, self.what, *self._errors):
-            # Only the columns used are parsed, so unused wide columns never take memory.
-            frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
+            # Only the columns used are parsed, so unused wide columns never take memory, and features
+            # are parsed straight to float32: a float64 copy of a large table would double its size.
+            # A column holding text fails that; the untyped read then lets the checks name its row.
+            features = {name: np.float32 for name in names if name != self.origin.target}
+            try:
+                frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=features)
+            except ValueError:
+                frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
 
     def estimated_rows(self) -> int:

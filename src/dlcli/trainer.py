@@ -22,15 +22,7 @@ import numpy as np
 import torch
 
 from . import runs
-from .batches import (  # noqa: F401 - re-exported for evaluation.py
-    Batches,
-    autocast,
-    epoch_outputs,
-    evaluate_batches,
-    evaluate_tensors,
-    resolve_device,
-    to_tensors,
-)
+from .batches import Batches, autocast, epoch_outputs, evaluate_batches, inference_batch_size, resolve_device
 from .build import Setup, prepare, stored_fit
 from .config import Config, load_config
 from .errors import RunError, TrainingFailed
@@ -65,7 +57,7 @@ def train(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = 
         cfg = load_config(run / runs.CONFIG, overrides)
         info = runs.read_json(run / runs.RUN_INFO)
         scaler, labels = stored_fit(run)
-        setup = prepare(cfg, scaler=scaler, classes=labels.get("classes"))
+        setup = prepare(cfg, scaler=scaler, classes=labels.get("classes"), fill=labels.get("fill"))
         checkpoint = run / runs.CHECKPOINTS / "last.pt"
         if not checkpoint.exists():
             raise RunError(f"{run}: has no checkpoint to resume from ({checkpoint} is missing)")
@@ -188,7 +180,8 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     splits = setup.data.splits
     train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
                             workers=cfg.data.workers, memory_format=fmt)
-    val_batches = (Batches(splits["val"], task, device, tc.eval_batch_size, workers=cfg.data.workers,
+    val_batches = (Batches(splits["val"], task, device, inference_batch_size(model, device, tc.eval_batch_size),
+                           workers=cfg.data.workers,
                            memory_format=fmt) if "val" in splits else None)
     bar.batches = len(train_batches)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
