@@ -79,28 +79,35 @@ class Scaler:
         flat = _flat(x)
         if len(flat) == 0:
             raise ValueError("cannot fit a scaler on zero rows")
-        # Accumulate in float64 (no float64 copy of x is kept) so large splits do not lose precision.
+        # Two passes over row blocks, accumulating in float64: precise for large splits, and never a
+        # float64 copy of the whole table (np.std would make one for the deviations).
         if kind == "standard":
-            offset = flat.mean(axis=0, dtype=np.float64)
-            spread = flat.std(axis=0, dtype=np.float64)
+            step = max(1, _CHUNK_VALUES // flat.shape[1])
+            blocks = [flat[i:i + step] for i in range(0, len(flat), step)]
+            offset = sum(b.sum(axis=0, dtype=np.float64) for b in blocks) / len(flat)
+            squares = sum(np.square(b - offset).sum(axis=0) for b in blocks)
+            spread = np.sqrt(squares / len(flat))
         else:
             offset = flat.min(axis=0).astype(np.float64)
             spread = flat.max(axis=0) - offset
         return cls(kind, offset, np.where(spread > 0, spread, 1.0))
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
+    def transform(self, x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        """The scaled values: a new float32 array, or, with `inplace`, x itself where it is a writable float32
+        array (so a large table is not held twice)."""
         x = np.asarray(x, dtype=np.float32)
+        inplace = inplace and x.flags.writeable and x.flags.c_contiguous
         if self.per == "channel":
             if x.ndim < 2 or x.shape[1] != self.offset.size:
                 raise ValueError(f"the scaler was fitted on {self.offset.size} channels, got shape {list(x.shape)}")
             shape = (1, -1) + (1,) * (x.ndim - 2)  # broadcast over the batch and pixel axes
-            out = x - self.offset.reshape(shape)
+            out = np.subtract(x, self.offset.reshape(shape), out=x if inplace else None)
             out /= self.scale.reshape(shape)
             return out
         flat = _flat(x)
         if flat.shape[1] != self.offset.size:
             raise ValueError(f"the scaler was fitted on {self.offset.size} values a row, got {flat.shape[1]}")
-        out = flat - self.offset  # a new float32 array; the caller's x is left as it is
+        out = np.subtract(flat, self.offset, out=flat if inplace else None)
         out /= self.scale
         return out.reshape(x.shape)
 
@@ -499,7 +506,7 @@ def _encode(rows: Rows, classes: list, split: str) -> np.ndarray:
 def _finish(rows: Rows, task: str, scaler: Scaler | None, classes: list | None,
             split: str) -> tuple[np.ndarray, np.ndarray]:
     y = rows.y if task == "regression" else _encode(rows, classes, split)
-    x = scaler.transform(rows.x) if scaler is not None else rows.x
+    x = scaler.transform(rows.x, inplace=True) if scaler is not None else rows.x  # rows are ours: no copy
     return x, y
 
 

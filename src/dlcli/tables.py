@@ -95,10 +95,15 @@ def frame_rows(frame: pd.DataFrame, origin: Origin, task: str, columns: list[str
 def table_rows(table: Table, origin: Origin, task: str, columns: list[str] | None = None) -> Rows:
     """Features as one float32 array (column by column: no float64 table copy), target as labels."""
     features = choose(table, origin, columns)
-    block = table.read([*features, origin.target])
-    if block_length(block, features, origin) == 0:
-        raise SpecError(f"{origin.file} has no data rows{table.empty_hint}", origin.key)
-    x, names = feature_values(block, features, origin)
+    numeric = table.read_float32(features, origin.target)
+    if numeric is not None:  # features parsed straight into one float32 array
+        x, block = numeric
+        names = list(features)
+    else:
+        block = table.read([*features, origin.target])
+        if block_length(block, features, origin) == 0:
+            raise SpecError(f"{origin.file} has no data rows{table.empty_hint}", origin.key)
+        x, names = feature_values(block, features, origin)
     check_missing(x, names or features, origin)
     y = target_values(block, origin, task)
     del block
@@ -199,6 +204,11 @@ class Table:
     def read(self, names: list[str]) -> Block:
         return self.slice(names, 0, self.estimated_rows())
 
+    def read_float32(self, features: list[str], target: str) -> tuple[np.ndarray, pd.DataFrame] | None:
+        """(features as float32 (n, d), a frame holding the target) without a whole-table copy, where a
+        format can do that cheaply; None to use `read`, whose checks name a non-numeric value's row."""
+        return None
+
     def slice(self, names: list[str], start: int, stop: int) -> Block:
         raise NotImplementedError
 
@@ -275,6 +285,28 @@ class CsvTable(Table):
             except ValueError:
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+    def read_float32(self, features, target):
+        """Parse in chunks of rows into one preallocated float32 array: memory stays near the array's size
+        (a whole-file parse holds the parser's buffers and a frame besides)."""
+        if target in features:
+            return None
+        with open(self.file, "rb") as f:
+            lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+        x = np.empty((lines + 1, len(features)), dtype=np.float32)  # at most one row per line
+        targets, filled = [], 0
+        try:
+            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target], chunksize=1 << 16,
+                                     dtype={name: np.float32 for name in features}):
+                x[filled:filled + len(frame)] = frame[features].to_numpy(np.float32)
+                targets.append(frame[target])
+                filled += len(frame)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+            return None  # text in a feature column, or a malformed file: `read` says where
+        if filled == 0:
+            return None
+        frame = pd.concat(targets, ignore_index=True).to_frame(target)
+        return x[:filled], frame
 
     def estimated_rows(self) -> int:
         """File size over the mean length of the first lines: enough to decide whether to stream."""
