@@ -345,6 +345,9 @@ def main(argv=None) -> int:
                     # Machines drift (other load, clocks): run the tools in turns, `--repeats` times, and take
                     # each one's median over all its timed epochs.
                     timed = {t: [] for t in todo}
+                    # The first training on fresh data in a process runs slow (seen: the first of two rounds'
+                    # hand loop 25-50% slower), so one untimed epoch of the hand loop goes first.
+                    run_hand_loop(workload, x, y, epochs=1, batch_size=batch_size, device=torch.device(args.device))
                     for _ in range(args.repeats):
                         for tool in todo:
                             timed[tool] += measure(tool, workload, x, y, args, batch_size, variant, Path(tmp))
