@@ -120,3 +120,17 @@ def test_train_metrics_are_those_of_the_epochs_own_predictions(cfg, tmp_path):
     assert row["train_loss"] == pytest.approx(result["metrics"]["loss"], rel=1e-5)
     assert row["train_accuracy"] == result["metrics"]["accuracy"]
     assert row["train_auc"] == pytest.approx(result["metrics"]["auc"], abs=1e-12)
+
+
+def test_tensorboard_gets_every_epoch_value(cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(cfg, ["train.tensorboard=true", "train.epochs=3"], run_dir=tmp_path / "r", progress=False)
+    rows = read_metrics(run / "metrics.csv")
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) == {k for k in rows[0] if k not in ("epoch", "epoch_seconds")}
+    for tag in ("train_loss", "val_auc", "lr"):
+        logged = events.Scalars(tag)
+        assert [e.step for e in logged] == [1, 2, 3]
+        assert [e.value for e in logged] == pytest.approx([r[tag] for r in rows], rel=1e-6)

@@ -415,9 +415,8 @@ def _load_builtin(data: DataConfig, task: str) -> Rows:
     return frame_rows(frame, origin, task)
 
 
-def _file_splits(data: DataConfig, task: str, seed: int) -> dict[str, Rows]:
-    """A train file, plus val/test files or splits carved from the train file."""
-    train = read_rows(Origin(data.train, "train", data, main=True), task)
+def split_files(data: DataConfig) -> dict[str, str]:
+    """The val/test files `data:` names, by split; a split cannot come from a file and a fraction both."""
     files = {}
     for name in ("val", "test"):
         path = getattr(data, name)
@@ -426,6 +425,15 @@ def _file_splits(data: DataConfig, task: str, seed: int) -> dict[str, Rows]:
         if getattr(data.split, name) > 0:
             raise SpecError(f"give data.{name} or split.{name}, not both: the {name} rows already come "
                             f"from {path}", f"split.{name}")
+        files[name] = path
+    return files
+
+
+def _file_splits(data: DataConfig, task: str, seed: int) -> dict[str, Rows]:
+    """A train file, plus val/test files or splits carved from the train file."""
+    train = read_rows(Origin(data.train, "train", data, main=True), task)
+    files = {}
+    for name, path in split_files(data).items():
         rows = read_rows(Origin(path, name, data, main=False), task, columns=train.columns)
         if rows.x.shape[1:] != train.x.shape[1:]:
             raise SpecError(f"{path} rows have shape {rows.x.shape[1:]} but the train file's have "

@@ -68,12 +68,13 @@ class Loss(nn.Module):
         self.name, self.terms, self.task = name, terms, task
         self.mean = mean  # the unweighted mean in one fused call, where torch has one: fewer ops per step
         self.activation = activation if activation is not None else nn.Identity()
+        self.fused = activation is None
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight)
 
     def forward(self, raw: Tensor, target: Tensor) -> Tensor:
-        if self.mean is not None and self.class_weight is None:
-            return self.mean(self.activation(raw), target)
+        if self.mean is not None and self.class_weight is None:  # the fused losses: no activation to apply
+            return self.mean(raw if self.fused else self.activation(raw), target)
         loss = self.terms(self.activation(raw), target)
         if self.class_weight is not None:
             loss = loss * _sample_weights(self.class_weight.to(raw), raw, target, self.task)
@@ -213,7 +214,7 @@ def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "i
 
 
 def _bce_terms(raw: Tensor, target: Tensor, smoothing: float = 0.0, reduction: str = "none") -> Tensor:
-    y = target.to(raw.dtype).reshape(raw.shape)
+    y = target if target.dtype == raw.dtype and target.shape == raw.shape else target.to(raw.dtype).reshape(raw.shape)
     if smoothing:
         y = y * (1 - smoothing) + 0.5 * smoothing
     return F.binary_cross_entropy_with_logits(raw, y, reduction=reduction)

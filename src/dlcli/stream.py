@@ -39,7 +39,7 @@ from .columns import (
     target_values,
 )
 from .config import DataConfig
-from .data import Dataset, Scaler, _class_list, _plain
+from .data import Dataset, Scaler, _class_list, _plain, split_files
 from .errors import SpecError
 from .tables import Chunk, Table, open_table
 
@@ -85,14 +85,7 @@ def _sources(data: DataConfig) -> list[tuple[str, Origin]]:
     if data.path:
         return [("path", Origin(data.path, "path", data, main=True))]
     sources = [("train", Origin(data.train, "train", data, main=True))]
-    for name in ("val", "test"):
-        path = getattr(data, name)
-        if path is None:
-            continue
-        if getattr(data.split, name) > 0:
-            raise SpecError(f"give data.{name} or split.{name}, not both: the {name} rows already come "
-                            f"from {path}", f"split.{name}")
-        sources.append((name, Origin(path, name, data, main=False)))
+    sources += [(name, Origin(path, name, data, main=False)) for name, path in split_files(data).items()]
     return sources
 
 

@@ -243,7 +243,8 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
                 if tc.train_metrics:
                     outputs.append(out.detach())
                     targets.append(yb)
-                bar.batch(b)
+                if bar.live:
+                    bar.batch(b)
             train_loss = (total / train_batches.n).item()  # the epoch's one host sync
             if not math.isfinite(train_loss):
                 raise TrainingFailed(f"the training loss became {train_loss} at epoch {epoch}; lower optimizer.lr, "
