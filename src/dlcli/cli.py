@@ -293,7 +293,8 @@ def list_runs(
     # wrap (a run's name is shown under it when its folder is not named after it). Nothing is cut
     # short with an ellipsis; on a terminal too narrow for the path, it folds.
     table.add_column("run", no_wrap=True, overflow="fold")
-    for column in ("started", "status", "best", "evaluation"):
+    table.add_column("started", no_wrap=True)  # a date folded mid-way reads badly; the other cells fold
+    for column in ("status", "best", "evaluation"):
         table.add_column(column, overflow="fold")
     colours = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
     for r in found:
