@@ -186,7 +186,7 @@ def for_inference(model, device: torch.device, batch_size: int | str) -> tuple[t
     Moves the model's weights to that format: call it on a model that is not being trained.
     """
     batch_size = inference_batch_size(model, device, batch_size)
-    if not _convolutional(model):
+    if not convolutional(model):
         return torch.contiguous_format, batch_size
     model.to(memory_format=torch.channels_last)
     return torch.channels_last, batch_size
@@ -196,10 +196,10 @@ def inference_batch_size(model, device: torch.device, batch_size: int | str) -> 
     """`train.eval_batch_size`, with `auto` resolved."""
     if batch_size != "auto":
         return int(batch_size)
-    return 512 if _convolutional(model) and device.type == "cpu" else 4096
+    return 512 if convolutional(model) and device.type == "cpu" else 4096
 
 
-def _convolutional(model) -> bool:
+def convolutional(model) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
@@ -209,12 +209,6 @@ def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, devi
     memory_format, batch_size = for_inference(model, device, batch_size)
     batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format)
     return evaluate_batches(model, loss_fn, batches, precision=precision)
-
-
-def evaluate_tensors(model, loss_fn, data: Tensors, task: str, batch_size: int) -> tuple[float, Outputs]:
-    """Loss and outputs of tensors already made (kept for callers that hold Tensors)."""
-    device = next((p.device for p in model.parameters()), data.x.device)
-    return evaluate_split(model, loss_fn, (data.x.cpu().numpy(), data.y.cpu().numpy()), task, batch_size, device)
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

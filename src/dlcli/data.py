@@ -35,9 +35,6 @@ from .config import DataConfig
 from .errors import SpecError
 from .tables import Rows, frame_rows, open_table, read_rows
 
-# openml.py imports these by their names from before the readers moved to tables.py.
-_Origin, _Rows, _frame_rows = Origin, Rows, frame_rows
-
 TASKS = ("binary", "multiclass", "regression")
 
 

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from . import runs
-from .batches import Batches, autocast, epoch_outputs, evaluate_batches, inference_batch_size, resolve_device
+from .batches import (
+    Batches,
+    autocast,
+    convolutional,
+    epoch_outputs,
+    evaluate_batches,
+    inference_batch_size,
+    resolve_device,
+)
 from .build import Setup, prepare, stored_fit
 from .config import Config, load_config
 from .errors import RunError, TrainingFailed
@@ -293,9 +301,8 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
 
 def _memory_format(option, model, device: torch.device):
     """channels_last for convolutional models: by default on CUDA, where it speeds convolutions up."""
-    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     use = option is True or (option == "auto" and device.type == "cuda")
-    return torch.channels_last if use and convolutional else torch.contiguous_format
+    return torch.channels_last if use and convolutional(model) else torch.contiguous_format
 
 
 class _Compiled:
