@@ -11,6 +11,7 @@ only, or from a stored run when passed in, so every split sees the same mapping.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,22 @@ class Dataset:
 def in_memory(split) -> bool:
     """A split held as (x, y) arrays, as opposed to a torch Dataset read sample by sample."""
     return isinstance(split, tuple)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new data (Linux MemAvailable: free pages plus reclaimable cache), or None when
+    unknown. `stream: auto` compares a table's or an image folder's float32 size with it."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------

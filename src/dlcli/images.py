@@ -10,7 +10,6 @@ tables, seeded and stratified. Every problem a user can fix raises SpecError at 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,10 @@ import numpy as np
 import torch
 
 from .augment import build_augment
+from .batches import worker_count
 from .config import DataConfig
+from .data import ChannelStats, Dataset, available_memory
+from .data import _carve as carve_rows
 from .errors import DataError, SpecError
 from .registry import did_you_mean
 
@@ -163,8 +165,6 @@ class _Source:
 
 def load_images(data: DataConfig, *, task: str, seed: int, scaler=None, classes: list | None = None):
     """`data.torchvision` or `data.images` -> a `Dataset` (see data.py) of images (C, H, W)."""
-    from .data import Dataset
-
     key = "torchvision" if data.torchvision is not None else "images"
     if task == "regression":
         raise SpecError("images come with class labels, so the task is classification: use a classification loss "
@@ -187,7 +187,7 @@ def load_images(data: DataConfig, *, task: str, seed: int, scaler=None, classes:
 
     train_images, train_labels = parts["train"]
     shape = train_images.shape
-    workers = _workers(data)
+    workers = worker_count(data.workers)
     if scaler is None and data.scale != "none":
         scaler = _fit_scaler(data.scale, train_images, workers)
     augment = build_augment(data.augment, shape)
@@ -303,7 +303,7 @@ def _load_folder(data: DataConfig) -> _Source:
     array = np.empty((len(files), *files.shape), dtype=np.uint8)
     start = 0
     try:
-        for chunk in _batches(files, _workers(data) if len(files) >= _PARALLEL_FROM else 0):
+        for chunk in _batches(files, worker_count(data.workers) if len(files) >= _PARALLEL_FROM else 0):
             array[start:start + len(chunk)] = chunk
             start += len(chunk)
     except OSError as exc:  # from a worker the message ends with the worker's own last line: keep that
@@ -344,7 +344,6 @@ def _binarize(source: _Source, data: DataConfig) -> None:
 def _carve(source: _Source, data: DataConfig, task: str, seed: int) -> dict[str, tuple]:
     """(images, labels) per split: val (and, for folders, test) carved from train as for tables."""
     from .columns import Origin
-    from .data import _carve as carve_rows
     from .tables import Rows
 
     test = 0.0 if "test" in source.images else data.split.test
@@ -359,7 +358,6 @@ def _carve(source: _Source, data: DataConfig, task: str, seed: int) -> dict[str,
 
 def _fit_scaler(kind: str, images: ArrayImages | FileImages, workers: int):
     """Per-channel statistics of the train images in [0, 1], gathered batch by batch."""
-    from .data import ChannelStats
 
     stats = ChannelStats()
     for chunk in _batches(images, workers if isinstance(images, FileImages) else 0):
@@ -390,27 +388,6 @@ def stream_reason(data: DataConfig, nbytes: int) -> str:
         return "stream: true"
     free = available_memory() or 0
     return f"{nbytes / 1e9:.1f} GB as float32 is over 1/{STREAM_SHARE} of the {free / 1e9:.1f} GB of free memory"
-
-
-def available_memory() -> int | None:
-    """Bytes of memory free for new data (Linux MemAvailable), or None when unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _workers(data: DataConfig) -> int:
-    if data.workers != "auto":
-        return int(data.workers)
-    return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
 def _few(items, limit: int = 5) -> str:

@@ -18,7 +18,6 @@ through a shuffle buffer; val and test rows come in file order.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,21 +38,13 @@ from .columns import (
     target_values,
 )
 from .config import DataConfig
-from .data import Dataset, Scaler, _class_list, _plain, split_files
+from .data import Dataset, Scaler, _class_list, _plain, available_memory, split_files
 from .errors import SpecError
 from .tables import Chunk, Table, open_table
 
 MEMORY_SHARE = 0.5  # stream: auto streams tables whose float32 features exceed this share of free memory
 CHUNK_BYTES = 8 << 20  # float32 feature bytes per chunk (csv, npy, HDF5, ROOT; parquet uses row groups)
 SPLITS = ("train", "val", "test")  # split codes 0, 1, 2
-
-
-def available_memory() -> int | None:
-    """Bytes of physical memory free now (Linux); None where the system does not say."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def should_stream(data: DataConfig) -> bool:
