@@ -11,6 +11,7 @@ import pytest
 from dlcli.config import DataConfig
 from dlcli.data import Scaler, load_dataset, load_rows
 from dlcli.errors import SpecError
+from spec_errors import spec_error
 
 
 def write_csv(path, **columns):
@@ -34,12 +35,7 @@ def load(task="binary", seed=0, **data):
 
 
 def fails(key, *fragments, task="binary", **data):
-    with pytest.raises(SpecError) as info:
-        load(task=task, **data)
-    assert info.value.key == key, str(info.value)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    return str(info.value)
+    return spec_error(lambda: load(task=task, **data), key, *fragments)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from sklearn.datasets import load_digits
 from dlcli import evaluate, train
 from dlcli.config import DataConfig, load_config
 from dlcli.data import ChannelStats, Scaler, load_dataset
-from dlcli.errors import ConfigError, DataError, SpecError
+from dlcli.errors import ConfigError, DataError
 from dlcli.images import ImageSamples, load_image_inputs
+from spec_errors import spec_error
 
 ROOT = Path(__file__).resolve().parent.parent
 write_digit_images = runpy.run_path(str(ROOT / "scripts" / "make_digit_images.py"))["write_digit_images"]
@@ -30,12 +31,7 @@ def load(task="multiclass", seed=0, **data):
 
 
 def fails(key, *fragments, task="multiclass", **data) -> str:
-    with pytest.raises(SpecError) as info:
-        load(task=task, **data)
-    assert info.value.key == key, str(info.value)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    return str(info.value)
+    return spec_error(lambda: load(task=task, **data), key, *fragments)
 
 
 def save(path: Path, array: np.ndarray) -> Path:

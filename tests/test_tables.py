@@ -13,6 +13,7 @@ import pytest
 from dlcli.config import DataConfig
 from dlcli.data import load_dataset, load_inputs, load_rows
 from dlcli.errors import SpecError
+from spec_errors import spec_error
 
 
 def frame(n=60, seed=0):
@@ -33,12 +34,7 @@ def load(task="binary", seed=0, **data):
 
 
 def fails(error_key, /, *fragments, task="binary", **data):
-    with pytest.raises(SpecError) as info:
-        load(task=task, **data)
-    assert info.value.key == error_key, str(info.value)
-    for fragment in fragments:
-        assert fragment in str(info.value), str(info.value)
-    return str(info.value)
+    return spec_error(lambda: load(task=task, **data), error_key, *fragments)
 
 
 # ----------------------------------------------------------------------------------------------
