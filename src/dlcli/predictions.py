@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import runs
-from .batches import for_inference, resolve_device
+from .batches import for_inference, inference, resolve_device
 from .build import section, stored_fit
 from .config import Config, load_config
 from .errors import DataError, SpecError
@@ -76,16 +76,14 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
 @torch.inference_mode()
 def model_outputs(model: Network, x: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
     """The model's outputs after its output activation (probabilities, values), in batches, on the CPU."""
-    was_training = model.training
-    model.eval()
     memory_format, batch_size = for_inference(model, device, batch_size)
     chunks = []
-    for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
-        if xb.ndim == 4:
-            xb = xb.contiguous(memory_format=memory_format)
-        chunks.append(model.predict(xb.to(device)).float().cpu())
-    model.train(was_training)
+    with inference(model):
+        for start in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+            if xb.ndim == 4:
+                xb = xb.contiguous(memory_format=memory_format)
+            chunks.append(model.predict(xb.to(device)).float().cpu())
     if not chunks:
         return np.empty((0, *model.output_shape), dtype=np.float32)
     return torch.cat(chunks).numpy()

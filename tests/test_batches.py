@@ -1,0 +1,72 @@
+"""Batched inference: the same numbers as a plain forward pass, with the model and the data left as they were."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlcli.batches import evaluate_split, inference
+from dlcli.models import build_model
+
+CNN = {"input_shape": [1, 12, 12], "layers": [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+    {"type": "max_pool2d", "pool_size": 2},
+    {"type": "conv2d", "filters": 6, "kernel_size": 3, "activation": "elu"},
+    {"type": "flatten"},
+    {"type": "activation", "activation": "relu"},  # after a view of the pool's output: never in place
+    {"type": "dropout", "rate": 0.5},
+    {"type": "dense", "units": 3, "activation": "softmax"},
+]}
+# Starts with views of the caller's data: an in-place activation here would overwrite it.
+ON_THE_INPUT = {"input_shape": [2, 3], "layers": [
+    {"type": "flatten"},
+    {"type": "activation", "activation": "relu"},
+    {"type": "dense", "units": 4, "activation": "leaky_relu"},
+    {"type": "dense", "units": 1, "activation": "sigmoid"},
+]}
+
+
+def _data(shape, n=50, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
+
+
+def test_evaluation_equals_a_plain_forward_pass():
+    torch.manual_seed(0)
+    model = build_model(CNN)
+    reference = copy.deepcopy(model).eval()
+    x, y = _data((1, 12, 12))
+    with torch.no_grad():
+        logits = reference(torch.from_numpy(x))
+        expected_loss = F.cross_entropy(logits, torch.from_numpy(y)).item()
+        expected_prob = torch.softmax(logits, dim=1).numpy()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    loss, out = evaluate_split(model, loss_fn, (x, y), "multiclass", 16, torch.device("cpu"))
+    # channels-last runs other convolution kernels: equal up to float32 rounding
+    assert out.y_prob == pytest.approx(expected_prob, abs=1e-6)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    np.testing.assert_array_equal(out.y_true, y)
+
+
+def test_evaluation_leaves_the_model_and_the_data_as_they_were():
+    torch.manual_seed(0)
+    model = build_model(ON_THE_INPUT).train()
+    x, _ = _data((2, 3))
+    y = (x[:, 0, 0] > 0).astype(np.float32)
+    before = x.copy()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    evaluate_split(model, loss_fn, (x, y), "binary", 8, torch.device("cpu"))
+    np.testing.assert_array_equal(x, before)  # the relu on the flattened input did not run in place
+    assert model.training
+    assert all(not getattr(m, "inplace", False) for m in model.modules())
+
+
+def test_only_activations_after_a_fresh_output_run_in_place():
+    model = build_model(CNN)
+    kinds = lambda: [(type(m).__name__, m.inplace) for m in model.body if hasattr(m, "inplace")]  # noqa: E731
+    with inference(model):
+        assert not model.training
+        assert kinds() == [("ReLU", True), ("ELU", True), ("ReLU", False), ("Dropout", False)]
+    assert kinds() == [("ReLU", False), ("ELU", False), ("ReLU", False), ("Dropout", False)]
