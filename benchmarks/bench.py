@@ -50,9 +50,12 @@ CNN_LAYERS = [
     {"type": "dropout", "rate": 0.5},
     {"type": "dense", "units": 10, "activation": "softmax"},
 ]
-VARIANTS = {  # name -> (precision, compile)
-    "fp32": ("fp32", False), "bf16": ("bf16", False), "fp16": ("fp16", False),
-    "compile": ("fp32", True), "compile-bf16": ("bf16", True),
+# name -> (precision, compile, channels_last). channels_last "auto" is dlcli's default, and the hand
+# loop stays the plain NCHW loop a user writes; True or False sets both tools' memory format.
+VARIANTS = {
+    "fp32": ("fp32", False, "auto"), "bf16": ("bf16", False, "auto"), "fp16": ("fp16", False, "auto"),
+    "compile": ("fp32", True, "auto"), "compile-bf16": ("bf16", True, "auto"),
+    "channels-last": ("fp32", False, True), "nchw": ("fp32", False, False),
 }
 
 
@@ -103,11 +106,13 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, loader=False):
+def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, loader=False,
+                  channels_last="auto"):
     """The loop a PyTorch user writes: in-memory tensors indexed by batch (or a DataLoader over them)."""
     model = hand_model(workload)
     model.load_state_dict(dlcli_initial_weights(workload))  # the same start as dlcli's run: only the loop differs
-    model = model.to(device)
+    fmt = torch.channels_last if channels_last is True and workload == "cnn" else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)
     step_model = torch.compile(model) if compile else model
     opt = hand_optimizer(workload, model.parameters())
     loss_fn = hand_loss(workload)
@@ -132,6 +137,7 @@ def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32
             epoch_batches = ((xt[idx], yt[idx]) for idx in perm.split(batch_size))
         total = torch.zeros((), device=device)
         for xb, yb in epoch_batches:
+            xb = xb.contiguous(memory_format=fmt) if fmt is torch.channels_last else xb
             if dtype is None:
                 loss = loss_fn(step_model(xb), yb)
             else:
@@ -152,7 +158,8 @@ def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32
     return times
 
 
-def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, folder: Path):
+def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, channels_last="auto",
+              folder: Path):
     from dlcli import train
     from dlcli.config import load_config
     from dlcli.runs import read_metrics
@@ -169,7 +176,7 @@ def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", c
         "loss": "binary_crossentropy" if workload == "ffnn" else "categorical_crossentropy",
         "optimizer": {"name": name, "lr": lr},
         "train": {"epochs": epochs, "batch_size": batch_size, "device": str(device), "precision": precision,
-                  "compile": compile},
+                  "compile": compile, "channels_last": channels_last},
         "metrics": ["accuracy"],
     })
     run = train(cfg, run_dir=folder / f"run-{workload}-{batch_size}-{precision}-{compile}-{time.time_ns()}",
@@ -280,15 +287,16 @@ def run_lightning(workload, x, y, *, epochs, batch_size, device):
 
 
 def measure(tool, workload, x, y, args, batch_size, variant, folder):
-    precision, compile = VARIANTS[variant]
+    precision, compile, channels_last = VARIANTS[variant]
     device = torch.device(args.device)
     common = {"epochs": args.epochs + 1, "batch_size": batch_size, "device": device}
+    loop = {"precision": precision, "compile": compile, "channels_last": channels_last}
     if tool == "dlcli":
-        times = run_dlcli(workload, x, y, precision=precision, compile=compile, folder=folder, **common)
+        times = run_dlcli(workload, x, y, folder=folder, **loop, **common)
     elif tool == "hand loop":
-        times = run_hand_loop(workload, x, y, precision=precision, compile=compile, **common)
+        times = run_hand_loop(workload, x, y, **loop, **common)
     elif tool == "hand DataLoader":
-        times = run_hand_loop(workload, x, y, precision=precision, compile=compile, loader=True, **common)
+        times = run_hand_loop(workload, x, y, loader=True, **loop, **common)
     elif tool == "dlcli evaluate":
         times = run_dlcli_evaluate(workload, x, y, **common)
     elif tool == "keras":

@@ -119,10 +119,10 @@ class TrainConfig(Section):
     early_stopping: EarlyStopping | None = None
     clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipnorm")
     clip_grad_value: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipvalue")
-    eval_batch_size: PositiveInt | Literal["auto"] = "auto"  # auto: 4096; 512 for convolutional nets on a CPU
+    eval_batch_size: PositiveInt | Literal["auto"] = "auto"  # auto: 4096; 128 for convolutional nets on a CPU
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 adds a gradient scaler
     compile: bool = False  # torch.compile the model (falls back to eager with a warning where it cannot)
-    channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models on CUDA
+    channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models
     tensorboard: bool = False  # also write scalars to RUN_DIR/tb (needs the tensorboard package)
     train_metrics: bool = True  # log train_<metric> per epoch, from the predictions made while training
 

