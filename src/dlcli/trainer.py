@@ -24,9 +24,9 @@ import torch
 from . import runs
 from .batches import (
     Batches,
+    Gathered,
     autocast,
     convolutional,
-    epoch_outputs,
     evaluate_batches,
     inference_batch_size,
     resolve_device,
@@ -227,7 +227,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             lr = optimizer.param_groups[0]["lr"]
             model.train()
             total = torch.zeros((), device=device)
-            outputs, targets = [], []  # this epoch's predictions, for train_<metric>: read once, at the end
+            gathered = Gathered(train_batches.n)  # this epoch's predictions, for train_<metric>: read once, at the end
             bar.start_epoch(epoch)
             for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
                 with autocast(device, tc.precision):
@@ -249,8 +249,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
                     optimizer.step()
                 total.add_(loss.detach(), alpha=len(xb))
                 if tc.train_metrics:
-                    outputs.append(out.detach())
-                    targets.append(yb)
+                    gathered.add(out.detach(), yb)
                 if bar.live:
                     bar.batch(b)
             train_loss = (total / train_batches.n).item()  # the epoch's one host sync
@@ -260,9 +259,9 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
 
             row = {"epoch": epoch, "lr": lr, "train_loss": train_loss}
             if tc.train_metrics:
-                train_out = epoch_outputs(task, outputs, targets, model.head)
+                train_out = gathered.outputs(task, model.head)
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
-                del outputs, targets, train_out
+                del train_out
             if val_batches is not None:
                 val_loss, val_out = evaluate_batches(model, loss_fn, val_batches, precision=tc.precision)
                 row["val_loss"] = val_loss

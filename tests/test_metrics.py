@@ -1,0 +1,41 @@
+"""The metrics dlcli computes itself, against scikit-learn's implementations."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from dlcli.metrics import Outputs, compute
+
+RNG = np.random.default_rng(7)
+
+
+def _classification(task: str, n: int, classes: int) -> Outputs:
+    prob = RNG.random((n, classes)).astype(np.float32)
+    return Outputs(task, RNG.integers(0, classes, n), prob / prob.sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("task, classes", [("binary", 2), ("multiclass", 7)])
+def test_accuracy_equals_scikit_learns(task, classes):
+    out = _classification(task, 1001, classes)
+    expected = skm.accuracy_score(out.y_true, out.y_prob.argmax(axis=1))
+    assert compute(["accuracy"], out)["accuracy"] == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_regression_errors_equal_scikit_learns(outputs):
+    y_true = RNG.normal(5, 3, (997, outputs)).astype(np.float32)
+    y_pred = (y_true + RNG.normal(0, 1, y_true.shape)).astype(np.float32)
+    got = compute(["mse", "rmse", "mae"], Outputs("regression", y_true, y_pred))
+    # dlcli averages in float64; scikit-learn keeps float32 inputs' precision, so give it float64 ones
+    y_true, y_pred = y_true.astype(np.float64), y_pred.astype(np.float64)
+    assert got["mse"] == pytest.approx(skm.mean_squared_error(y_true, y_pred), rel=1e-12)
+    # over all outputs at once, as Keras' RootMeanSquaredError (scikit-learn's averages per-output roots)
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y_true, y_pred)), rel=1e-12)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred), rel=1e-12)
+
+
+def test_a_regression_target_of_one_column_given_flat():
+    y_true = np.array([1.0, 2.0, 4.0], dtype=np.float32)  # (n,), as a single-target split may hold it
+    y_pred = np.array([[1.5], [2.0], [3.0]], dtype=np.float32)
+    got = compute(["mse", "mae"], Outputs("regression", y_true, y_pred))
+    assert got == {"mse": pytest.approx((0.25 + 0 + 1) / 3), "mae": pytest.approx((0.5 + 0 + 1) / 3)}
