@@ -72,13 +72,14 @@ def test_only_activations_after_a_fresh_output_run_in_place():
     assert kinds() == [("ReLU", False), ("ELU", False), ("ReLU", False), ("Dropout", False)]
 
 
-def test_gathered_keeps_batches_in_order_and_grows_past_the_stated_size():
+def test_gathered_keeps_batches_in_order():
     from dlcli.batches import Gathered
 
-    gathered = Gathered(3)  # a streamed split may hold more rows than it said
-    for start in range(0, 7, 2):
-        rows = torch.arange(start, min(start + 2, 7), dtype=torch.float32)
+    gathered = Gathered()
+    gathered.CHUNK = 3  # chunks and the batches after the last one
+    for start in range(0, 23, 2):
+        rows = torch.arange(start, min(start + 2, 23), dtype=torch.float32)
         gathered.add(rows.reshape(-1, 1), rows.long())
     out = gathered.outputs("multiclass", torch.nn.Identity())
-    np.testing.assert_array_equal(out.y_prob.ravel(), np.arange(7))
-    np.testing.assert_array_equal(out.y_true, np.arange(7))
+    np.testing.assert_array_equal(out.y_prob.ravel(), np.arange(23))
+    np.testing.assert_array_equal(out.y_true, np.arange(23))

@@ -227,7 +227,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             lr = optimizer.param_groups[0]["lr"]
             model.train()
             total = torch.zeros((), device=device)
-            gathered = Gathered(train_batches.n)  # this epoch's predictions, for train_<metric>: read once, at the end
+            gathered = Gathered()  # this epoch's predictions, for train_<metric>: read once, at the end
             bar.start_epoch(epoch)
             for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
                 with autocast(device, tc.precision):
