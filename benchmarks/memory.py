@@ -27,7 +27,7 @@ CHILD = textwrap.dedent("""
 """)
 IDLE = "import torch, dlcli.trainer, dlcli.data"
 # What any PyTorch training script holds before its data matters: constructing a torch.optim optimizer
-# imports torch._dynamo (about 170 MiB here), whatever the data.
+# imports torch._dynamo (about 170 MiB here, 92 of them triton), whatever the data.
 TORCH_READY = IDLE + "\nm = torch.nn.Linear(28, 1); torch.optim.SGD(m.parameters(), lr=0.1)"
 TRAIN = ("from dlcli.cli import main\nsys.argv = ['dlcli', 'train', {config!r}, '--run-dir', {run!r}, "
          "'--no-progress']\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
           f"training on 1,000 rows {fixed / 1024:.1f}; training on {args.rows:,} rows {trained / 1024:.1f}")
     print(f"training adds {extra_mb:.1f} MiB above idle = {extra_mb / array_mb:.2f}x the float32 array (target < 3x)")
     print(f"  of which torch's optimizer machinery {(ready - idle) / 1024:.1f} MiB, the rest of a run's fixed cost "
-          f"{(fixed - ready) / 1024:.1f} MiB (scikit-learn, checkpoints), and what grows with the data "
+          f"{(fixed - ready) / 1024:.1f} MiB (config, model, run files), and what grows with the data "
           f"{(trained - fixed) / 1024:.1f} MiB = {(trained - fixed) / 1024 / array_mb:.2f}x the array")
     return 0 if extra_mb < 3 * array_mb else 1
 
