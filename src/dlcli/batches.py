@@ -151,7 +151,7 @@ class Gathered:
     preallocated buffer cost 4 us each per step), and every 256 batches the list is concatenated
     into one chunk. Keeping every batch's small tensors to the end instead scattered long-lived
     blocks through the allocator's heap, so that no step's freed activations could be reused:
-    training on 1M rows in batches of 1024 held 300 MiB more and took twice as long per epoch.
+    training on 1M rows in batches of 1024 held 300 MiB more.
     """
 
     CHUNK = 256
@@ -209,7 +209,7 @@ def inference(model):
     """Eval mode, with the activations that may run in place doing so; both restored afterwards.
 
     Without autograd, an in-place ReLU saves allocating (and page-faulting) a second copy of a
-    conv layer's output: measured 1.5-2x faster inference for the lecture's CNN on a CPU.
+    conv layer's output: measured 10-20% faster inference for the lecture's CNN on a CPU.
     """
     was_training = model.training
     model.eval()
@@ -232,7 +232,8 @@ def for_inference(model, device: torch.device, batch_size: int | str) -> tuple[t
     Convolutional networks run channels-last (measured 1.7-2.4x faster on a CPU, and faster on
     CUDA). On a CPU `auto` gives them batches of 128: a conv layer's output for 512 images of
     28 x 28 is already over 32 MiB, which the C allocator hands back to the system after every
-    batch and then page-faults in again (measured: 128 ran up to 2x faster than 512, never slower).
+    batch and then page-faults in again (measured on the lecture's CNN: in a bare loop 128 ran
+    1.6-2x faster than 512; through evaluate_split the two were level).
     Moves the model's weights to that format: call it on a model that is not being trained.
     """
     batch_size = inference_batch_size(model, device, batch_size)
