@@ -261,7 +261,7 @@ def fit(setup: Setup, run: Path, device: torch.device, *, checkpoint: Path | Non
             if tc.train_metrics:
                 train_out = gathered.outputs(task, model.head)
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
-                del train_out
+                del gathered, train_out  # free the epoch's outputs before validation
             if val_batches is not None:
                 val_loss, val_out = evaluate_batches(model, loss_fn, val_batches, precision=tc.precision)
                 row["val_loss"] = val_loss
