@@ -201,7 +201,7 @@ def evaluate_batches(model, loss_fn, batches: Batches, *, precision: str = "fp32
 # one of these may overwrite that output in place. (After a flatten, a reshape or an eval-mode
 # dropout it would overwrite the layer's input: possibly the caller's data.)
 _FRESH_OUTPUT = (torch.nn.Linear, torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._BatchNorm,
-                 torch.nn.modules.pooling._MaxPoolNd, torch.nn.modules.pooling._AvgPoolNd)
+                 torch.nn.modules.pooling._MaxPoolNd, torch.nn.modules.pooling._AvgPoolNd, Maxout)
 
 
 @contextlib.contextmanager
@@ -215,7 +215,7 @@ def inference(model):
     model.eval()
     body = list(getattr(model, "body", model).children())
     flipped = [m for before, m in zip(body, body[1:])
-               if isinstance(before, (*_FRESH_OUTPUT, Maxout)) and getattr(m, "inplace", None) is False]
+               if isinstance(before, _FRESH_OUTPUT) and getattr(m, "inplace", None) is False]
     for m in flipped:
         m.inplace = True
     try:
