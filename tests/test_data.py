@@ -255,6 +255,24 @@ def test_image_scaler_is_per_pixel():
     assert ds.scaler.offset.shape == (64,) and ds.splits["train"][0].shape[1:] == (1, 8, 8)
 
 
+def test_standard_scaler_over_many_blocks_matches_numpy_in_float64():
+    # 30,000 x 40 values are several of BLOCK_VALUES, the last one partial; a large offset checks the
+    # two-pass deviations (a sum of squares in float32 would lose the spread).
+    x = np.random.default_rng(1).normal(1000, 0.5, (30_000, 40)).astype(np.float32)
+    scaler = Scaler.fit("standard", x)
+    wide = x.astype(np.float64)
+    np.testing.assert_allclose(scaler.offset, wide.mean(axis=0), rtol=1e-7)
+    np.testing.assert_allclose(scaler.scale, wide.std(axis=0), rtol=1e-6)
+
+
+def test_an_infinite_value_past_the_first_block_is_found(tmp_path):
+    a = np.arange(20_000, dtype=float)
+    a[18_500] = np.inf  # the check walks row blocks: the value is in the third
+    csv = str(write_csv(tmp_path / "t.csv", **{f"c{i}": a if i == 27 else np.ones(20_000) for i in range(28)},
+                        y=np.arange(20_000) % 2))
+    fails("features", "1 missing (NaN) or infinite", "c27", "row(s) 18501", path=csv, target="y")
+
+
 def test_scaler_dict_round_trip():
     x = np.random.default_rng(0).normal(3, 2, (50, 4)).astype(np.float32)
     scaler = Scaler.fit("standard", x)

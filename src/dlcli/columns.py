@@ -10,6 +10,7 @@ numbers in messages count data rows from 1, offset by `first_row` for a chunk of
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 Block = Union[pd.DataFrame, dict[str, np.ndarray]]  # noqa: UP007 (a runtime alias, Python 3.10)
 
 BUILTIN_TARGET = "target"  # sklearn's frames call the label column "target"
+BLOCK_VALUES = 1 << 18  # values per block where a table is checked or summed block by block (1 MiB of float32)
 _SHOW = 5  # rows / values quoted in a message
 _LIST_COLUMNS = 12  # list a file's columns in a message when it has at most this many
 _NEEDS_NUMBERS = "needs numeric targets (for class labels set task: binary or multiclass)"
@@ -226,9 +228,13 @@ def check_missing(x: np.ndarray, names: list[str], origin: Origin, first_row: in
     """Refuse NaN (unless `missing:` handles it, and never when `strict`) and infinities, naming columns and rows."""
     x2d = x.reshape(len(x), -1)
     tolerate_nan = not strict and origin.data.missing != "error"
-    bad = np.isinf(x2d) if tolerate_nan else ~np.isfinite(x2d)
-    if not bad.any():
+
+    def flagged(values: np.ndarray) -> np.ndarray:
+        return np.isinf(values) if tolerate_nan else ~np.isfinite(values)
+
+    if not any(flagged(block).any() for block in row_blocks(x2d)):  # no table-sized mask for clean data
         return
+    bad = flagged(x2d)
     rows = np.flatnonzero(bad.any(axis=1))
     columns = value_columns(bad.any(axis=0), names)
     if tolerate_nan:
@@ -239,6 +245,13 @@ def check_missing(x: np.ndarray, names: list[str], origin: Origin, first_row: in
             fix += ", or set data.missing: drop or mean"
     raise SpecError(f"{origin.file}: {int(bad.sum())} {what} value(s) in {few(columns)} at row(s) "
                     f"{few(rows + first_row + 1)}; {fix}", key or origin.feature_key(columns[0]))
+
+
+def row_blocks(x2d: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive rows of a (n, d) array, about BLOCK_VALUES values at a time: a temporary made per block
+    (a mask, a float64 copy) stays small, where one made for the whole table would add to its size."""
+    step = max(1, BLOCK_VALUES // max(1, x2d.shape[1]))
+    return (x2d[start:start + step] for start in range(0, len(x2d), step))
 
 
 def value_columns(mask: np.ndarray, names: list[str]) -> list[str]:

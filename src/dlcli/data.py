@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .columns import (
+    BLOCK_VALUES,
     BUILTIN_TARGET,
     Origin,
     apply_fill,
@@ -29,6 +30,7 @@ from .columns import (
     few,
     fill_note,
     fit_fill,
+    row_blocks,
     source_columns,
     target_labels,
 )
@@ -70,7 +72,7 @@ class Scaler:
             raise ValueError(f"scaler kind must be one of {', '.join(cls.KINDS)}, got {kind!r}")
         if per == "channel":
             stats = ChannelStats()
-            step = max(1, _CHUNK_VALUES // max(1, math.prod(x.shape[1:])))
+            step = max(1, BLOCK_VALUES // max(1, math.prod(x.shape[1:])))
             for start in range(0, len(x), step):
                 stats.add(x[start:start + step])
             return stats.scaler(kind)
@@ -80,10 +82,8 @@ class Scaler:
         # Two passes over row blocks, accumulating in float64: precise for large splits, and never a
         # float64 copy of the whole table (np.std would make one for the deviations).
         if kind == "standard":
-            step = max(1, _CHUNK_VALUES // flat.shape[1])
-            blocks = [flat[i:i + step] for i in range(0, len(flat), step)]
-            offset = sum(b.sum(axis=0, dtype=np.float64) for b in blocks) / len(flat)
-            squares = sum(np.square(b - offset).sum(axis=0) for b in blocks)
+            offset = sum(b.sum(axis=0, dtype=np.float64) for b in row_blocks(flat)) / len(flat)
+            squares = sum(_squared_deviations(b, offset) for b in row_blocks(flat))
             spread = np.sqrt(squares / len(flat))
         else:
             offset = flat.min(axis=0).astype(np.float64)
@@ -125,7 +125,9 @@ class Scaler:
         return f"Scaler({self.kind!r}, {self.offset.size} {unit})"
 
 
-_CHUNK_VALUES = 1 << 22  # values per chunk when statistics are gathered chunk by chunk
+def _squared_deviations(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    deviations = block - mean  # float64, one block's worth
+    return np.square(deviations, out=deviations).sum(axis=0)
 
 
 class ChannelStats:
