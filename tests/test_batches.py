@@ -83,3 +83,18 @@ def test_gathered_keeps_batches_in_order():
     out = gathered.outputs("multiclass", torch.nn.Identity())
     np.testing.assert_array_equal(out.y_prob.ravel(), np.arange(23))
     np.testing.assert_array_equal(out.y_true, np.arange(23))
+
+
+def test_binary_outputs_hold_both_classes_probabilities():
+    torch.manual_seed(0)
+    model = build_model(ON_THE_INPUT)
+    x, _ = _data((2, 3), n=37)
+    y = (x[:, 0, 0] > 0).astype(np.float32)
+    with torch.no_grad():
+        p = torch.sigmoid(copy.deepcopy(model).eval()(torch.from_numpy(x))).numpy().ravel()
+    _, out = evaluate_split(model, torch.nn.BCEWithLogitsLoss(), (x, y), "binary", 8, torch.device("cpu"))
+    assert out.y_prob.shape == (37, 2)
+    assert out.y_prob[:, 1] == pytest.approx(p, abs=1e-6)
+    assert out.y_prob[:, 0] == pytest.approx(1 - p, abs=1e-6)
+    assert out.y_true.dtype == np.int64
+    np.testing.assert_array_equal(out.y_true, y.astype(np.int64))
