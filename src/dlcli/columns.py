@@ -9,6 +9,7 @@ numbers in messages count data rows from 1, offset by `first_row` for a chunk of
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,11 +248,11 @@ def check_missing(x: np.ndarray, names: list[str], origin: Origin, first_row: in
                     f"{few(rows + first_row + 1)}; {fix}", key or origin.feature_key(columns[0]))
 
 
-def row_blocks(x2d: np.ndarray) -> Iterator[np.ndarray]:
-    """Consecutive rows of a (n, d) array, about BLOCK_VALUES values at a time: a temporary made per block
-    (a mask, a float64 copy) stays small, where one made for the whole table would add to its size."""
-    step = max(1, BLOCK_VALUES // max(1, x2d.shape[1]))
-    return (x2d[start:start + step] for start in range(0, len(x2d), step))
+def row_blocks(x: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive rows (samples) of an array, about BLOCK_VALUES values at a time: a temporary made per
+    block (a mask, a float64 copy) stays small, where one made for the whole table would add to its size."""
+    step = max(1, BLOCK_VALUES // max(1, math.prod(x.shape[1:])))
+    return (x[start:start + step] for start in range(0, len(x), step))
 
 
 def value_columns(mask: np.ndarray, names: list[str]) -> list[str]:

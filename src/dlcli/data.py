@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from .columns import (
-    BLOCK_VALUES,
     BUILTIN_TARGET,
     Origin,
     apply_fill,
@@ -72,9 +71,8 @@ class Scaler:
             raise ValueError(f"scaler kind must be one of {', '.join(cls.KINDS)}, got {kind!r}")
         if per == "channel":
             stats = ChannelStats()
-            step = max(1, BLOCK_VALUES // max(1, math.prod(x.shape[1:])))
-            for start in range(0, len(x), step):
-                stats.add(x[start:start + step])
+            for block in row_blocks(x):
+                stats.add(block)
             return stats.scaler(kind)
         flat = _flat(x)
         if len(flat) == 0:
