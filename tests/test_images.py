@@ -151,6 +151,14 @@ def test_channel_scaler_is_stored_and_old_scalers_still_load():
     np.testing.assert_allclose(old.transform(np.array([[2.0, 3.0]])), [[1.0, 1.0]])
 
 
+def test_channel_scaler_over_many_blocks_matches_numpy_in_float64():
+    x = np.random.default_rng(2).normal(200, 3, (3000, 3, 10, 10)).astype(np.float32)  # 4 blocks, the last partial
+    scaler = Scaler.fit("standard", x, per="channel")
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(scaler.offset, x64.mean(axis=(0, 2, 3)), rtol=1e-7)
+    np.testing.assert_allclose(scaler.scale, x64.std(axis=(0, 2, 3)), rtol=1e-6)
+
+
 def test_channel_stats_merged_in_uneven_chunks_match_one_pass():
     rng = np.random.default_rng(1)
     x = rng.normal([[[5.0]], [[-3.0]], [[0.5]]], [[[2.0]], [[0.1]], [[7.0]]], (101, 3, 5, 7))
