@@ -10,8 +10,9 @@ Everything runs in one process on the same data. The workloads are the lecture's
   cnn   60,000 x 1 x 28 x 28 images, conv32-pool-conv64-pool-flatten-dropout-dense10, Adam, batch 128
 The data are random numbers of those shapes (the timing does not depend on their values), so the
 script runs offline. dlcli's figure is metrics.csv's epoch_seconds: the epoch's steps with its
-train metrics (the checkpoint and metrics.csv written after it are not counted). Every tool's figure is the median over the
-timed epochs (after one warm-up epoch) of each round, and the best of the rounds (`--repeats`).
+train metrics (the checkpoint and metrics.csv written after it are not counted). Every tool's
+figure is the median over the timed epochs (after one warm-up epoch) of each round, and the best
+of the rounds (`--repeats`).
 """
 
 from __future__ import annotations
