@@ -4,7 +4,7 @@ Each option changes how the arithmetic is done, not what is computed, so two epo
 seeded run must give nearly the same losses. Tolerances: channels-last and compile reorder float32
 sums (1e-4 relative); bf16 keeps 8 bits of mantissa and fp16 11, so their losses may drift by a few
 percent over two epochs (5e-2 relative). On CPU bf16 and fp16 autocast run too, so these also run
-in CI; the CUDA versions are marked and run on a GPU machine.
+in CI; the CUDA versions are marked `cuda` (skipped without a GPU: conftest.py) and run on a GPU machine.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ FFNN = {
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     "train": {"epochs": 2, "batch_size": 32},
 }
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def losses(tmp_path, base, device="cpu", **train_options):
@@ -54,21 +53,21 @@ def losses(tmp_path, base, device="cpu", **train_options):
     return [r["train_loss"] for r in rows] + [r["val_loss"] for r in rows]
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda])])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_tracks_fp32(tmp_path, device, precision):
     reference = losses(tmp_path, CNN, device)
     assert losses(tmp_path, CNN, device, precision=precision) == pytest.approx(reference, rel=5e-2)
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda])])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_channels_last_tracks_fp32(tmp_path, device):
     reference = losses(tmp_path, CNN, device, channels_last=False)
     assert losses(tmp_path, CNN, device, channels_last=True) == pytest.approx(reference, rel=1e-4)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda])])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_compile_tracks_eager(tmp_path, device):
     reference = losses(tmp_path, FFNN, device)
     assert losses(tmp_path, FFNN, device, compile=True) == pytest.approx(reference, rel=1e-4)

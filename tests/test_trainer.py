@@ -102,7 +102,6 @@ def test_gradient_clipping_bounds_the_update(cfg, tmp_path):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_trains_on_cuda(cfg, tmp_path):
     run = train(cfg, run_dir=tmp_path / "r", device="cuda", progress=False)
     info = json.loads((run / "run.json").read_text())
@@ -125,7 +124,6 @@ def _host_syncs(cfg, tmp_path, overrides) -> int:
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("loss", ["binary_crossentropy", "{name: focal, gamma: 2.0}", "{name: class_balanced, beta: 0.999}"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_epochs_sync_with_the_host_the_same_number_of_times_whatever_their_batch_count(
