@@ -96,5 +96,5 @@ def test_binary_outputs_hold_both_classes_probabilities():
     assert out.y_prob.shape == (37, 2)
     assert out.y_prob[:, 1] == pytest.approx(p, abs=1e-6)
     assert out.y_prob[:, 0] == pytest.approx(1 - p, abs=1e-6)
-    assert out.y_true.dtype == np.int64
+    assert out.y_true.dtype == np.uint8  # class ids 0 and 1, a byte each
     np.testing.assert_array_equal(out.y_true, y.astype(np.int64))

@@ -39,3 +39,18 @@ def test_a_regression_target_of_one_column_given_flat():
     y_pred = np.array([[1.5], [2.0], [3.0]], dtype=np.float32)
     got = compute(["mse", "mae"], Outputs("regression", y_true, y_pred))
     assert got == {"mse": pytest.approx((0.25 + 0 + 1) / 3), "mae": pytest.approx((0.5 + 0 + 1) / 3)}
+
+
+def test_binary_predictions_are_numpys_argmax_ties_and_nan_included():
+    p = np.concatenate([RNG.random(1000), [0.5, 0.5 + 2**-24, 0.5 - 2**-25, 0.0, 1.0, np.nan]]).astype(np.float32)
+    both = np.stack([1 - p, p], axis=1)
+    out = Outputs("binary", (p > 0.5).astype(np.int64), both)
+    np.testing.assert_array_equal(out.y_pred, both.argmax(axis=1))
+    assert out.y_pred[1000] == 0  # p = 0.5: both classes tie, and argmax takes the first
+
+
+@pytest.mark.parametrize("name", ["precision", "recall", "f1"])
+def test_binary_scores_from_one_byte_predictions_equal_scikit_learns(name):
+    out = _classification("binary", 1001, 2)
+    expected = getattr(skm, f"{name}_score")(out.y_true, out.y_prob.argmax(axis=1))
+    assert compute([name], out)[name] == pytest.approx(expected, abs=1e-15)

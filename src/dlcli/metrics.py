@@ -29,11 +29,14 @@ class Outputs:
     """What a model produced on a split, on the CPU."""
 
     task: str
-    y_true: np.ndarray  # class indices (n,) for classification; values (n, k) for regression
+    y_true: np.ndarray  # class indices (n,) for classification (uint8 for binary); values (n, k) for regression
     y_prob: np.ndarray  # probabilities (n, C) for classification (C = 2 for binary); values (n, k) for regression
 
     @property
     def y_pred(self) -> np.ndarray:
+        """Predicted class indices (the most probable class; ties go to the lower index), or the values."""
+        if self.task == "binary":  # argmax's result as one byte a row, not eight
+            return np.greater(self.y_prob[:, 1], self.y_prob[:, 0]).view(np.uint8)
         return self.y_prob.argmax(axis=1) if self.task in CLASSIFICATION else self.y_prob
 
     @property
