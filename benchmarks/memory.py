@@ -41,7 +41,7 @@ CHILD = textwrap.dedent("""
 """)
 IDLE = "import torch, dlcli.trainer, dlcli.data"
 # What any PyTorch training script holds before its data matters: constructing a torch.optim optimizer
-# imports torch._dynamo (about 160 MiB here, 81 of them triton), whatever the data.
+# imports torch._dynamo (147 MiB here on 2026-11-28, 71 of them triton), whatever the data.
 TORCH_READY = IDLE + "\nm = torch.nn.Linear(28, 1); torch.optim.SGD(m.parameters(), lr=0.1)"
 TRAIN = ("from dlcli.cli import main\nsys.argv = ['dlcli', 'train', {config!r}, '--run-dir', {run!r}, "
          "'--no-progress']\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")

@@ -250,8 +250,8 @@ def for_inference(model, device: torch.device, batch_size: int | str) -> tuple[t
     Convolutional networks run channels-last (measured 1.7-2.4x faster on a CPU; on CUDA not
     measured apart from the rest of evaluate). On a CPU `auto` gives them batches of 128: a conv
     layer's output for 512 images of 28 x 28 is already over 32 MiB, which the C allocator hands
-    back to the system after every batch and then page-faults in again (measured on the lecture's CNN: in a bare loop 128 ran
-    1.6-2x faster than 512; through evaluate_split the two were level).
+    back to the system after every batch and then page-faults in again (measured on the lecture's
+    CNN: in a bare loop 128 ran 1.6-2x faster than 512; through evaluate_split the two were level).
     Moves the model's weights to that format: call it on a model that is not being trained.
     """
     batch_size = inference_batch_size(model, device, batch_size)
