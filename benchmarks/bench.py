@@ -79,9 +79,9 @@ def hand_model(workload: str) -> nn.Module:
 
 def dlcli_initial_weights(workload: str) -> dict:
     """The weights dlcli's run starts from (seed 0): its network body has the hand model's layout."""
-    from dlcli.build import seed_everything
     from dlcli.config import load_config
-    from dlcli.models import build_model
+    from dlcli.engine.setup import seed_everything
+    from dlcli.nn.network import build_model
 
     seed_everything(0)
     cfg = load_config({"model": {"layers": FFNN_LAYERS if workload == "ffnn" else CNN_LAYERS},
@@ -182,15 +182,15 @@ def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", c
     })
     run = train(cfg, run_dir=folder / f"run-{workload}-{batch_size}-{precision}-{compile}-{time.time_ns()}",
                 progress=False)
-    return [row["epoch_seconds"] for row in read_metrics(run / "metrics.csv")]
+    return [row["epoch_seconds"] for row in read_metrics(Path(run) / "metrics.csv")]
 
 
 def run_dlcli_evaluate(workload, x, y, *, epochs, batch_size, device):
     """Inference over the whole table as `dlcli evaluate` does it: batched, under inference_mode."""
-    from dlcli.batches import evaluate_split
     from dlcli.config import load_config
-    from dlcli.losses import LossContext, build_loss
-    from dlcli.models import build_model
+    from dlcli.engine.inference import evaluate_split
+    from dlcli.nn.losses import LossContext, build_loss
+    from dlcli.nn.network import build_model
 
     multiclass = workload == "cnn"
     cfg = load_config({"model": {"layers": CNN_LAYERS if multiclass else FFNN_LAYERS},

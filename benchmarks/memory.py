@@ -39,9 +39,9 @@ CHILD = textwrap.dedent("""
     print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print("ANON_KB", peak_anon[0])
 """)
-IDLE = "import torch, dlcli.trainer, dlcli.data"
+IDLE = "import torch, dlcli.engine.loop, dlcli.data"
 # What any PyTorch training script holds before its data matters: constructing a torch.optim optimizer
-# imports torch._dynamo (147 MiB here on 2026-11-28, 71 of them triton), whatever the data.
+# imports torch._dynamo (and triton with it), whatever the data.
 TORCH_READY = IDLE + "\nm = torch.nn.Linear(28, 1); torch.optim.SGD(m.parameters(), lr=0.1)"
 TRAIN = ("from dlcli.cli import main\nsys.argv = ['dlcli', 'train', {config!r}, '--run-dir', {run!r}, "
          "'--no-progress']\ntry:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlcli.batches import evaluate_split, inference
-from dlcli.models import build_model
+from dlcli.engine.inference import evaluate_split, inference
+from dlcli.nn.network import build_model
 
 CNN = {"input_shape": [1, 12, 12], "layers": [
     {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
@@ -73,7 +73,7 @@ def test_only_activations_after_a_fresh_output_run_in_place():
 
 
 def test_gathered_keeps_batches_in_order():
-    from dlcli.batches import Gathered
+    from dlcli.engine.inference import Gathered
 
     gathered = Gathered()
     gathered.CHUNK = 3  # chunks and the batches after the last one

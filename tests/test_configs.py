@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from dlcli import evaluate, train
-from dlcli.build import prepare
 from dlcli.config import load_config
+from dlcli.engine.setup import prepare
 
 CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
 NEEDS_DOWNLOAD = {"higgs_ffnn.yaml",  # OpenML 23512, cached under data.root by a first download
@@ -26,7 +26,7 @@ def test_config_validates_and_trains_one_epoch(path, tmp_path):
             _check_torchvision_on_fake_data(path, cfg, tmp_path)
         return
     prepare(cfg)
-    run = train(path, overrides, run_dir=tmp_path / "run", progress=False)
+    run = train(path, overrides, run_dir=tmp_path / "run", progress=False).run_dir
     assert (run / "metrics.csv").read_text().count("\n") == 2
 
 
@@ -43,23 +43,23 @@ def _local_data(path, tmp_path) -> list[str]:
 
 def _check_torchvision_on_fake_data(path, cfg, tmp_path):
     """The model's size from input_shape alone, then one epoch on FakeData images of the set's shape."""
-    from dlcli.models import build_model
-    from dlcli.summary import summary_dict
+    from dlcli.nn.network import build_model
+    from dlcli.nn.summary import summary_dict
 
     assert cfg.data.torchvision and cfg.data.download  # torchvision fetches the files when they are missing
     assert summary_dict(build_model(cfg))["total_params"] == TORCHVISION_PARAMS[path.name]
     channels, height, width = cfg.model.input_shape
     fake = ["train.epochs=1", "data.torchvision=FakeData", "data.download=false", f"data.image_size=[{height},{width}]",
             f"data.color={'grayscale' if channels == 1 else 'rgb'}"]
-    run = train(path, fake, run_dir=tmp_path / "run", progress=False)
+    run = train(path, fake, run_dir=tmp_path / "run", progress=False).run_dir
     assert (run / "metrics.csv").read_text().count("\n") == 2
 
 
 def _check_higgs_without_data(path, cfg, tmp_path):
     """The lecture's model, and the not-cached message (an empty cache, download off: no network)."""
     from dlcli.errors import ConfigError
-    from dlcli.models import build_model
-    from dlcli.summary import summary_dict
+    from dlcli.nn.network import build_model
+    from dlcli.nn.summary import summary_dict
 
     assert cfg.data.openml == 23512 and not cfg.data.download
     cfg.model.input_shape = [28]
@@ -72,5 +72,5 @@ def _check_higgs_without_data(path, cfg, tmp_path):
 
 
 def test_quickstart_reaches_95_percent_test_accuracy(tmp_path):
-    run = train(Path("configs/quickstart.yaml").resolve(), run_dir=tmp_path / "run", progress=False)
+    run = train(Path("configs/quickstart.yaml").resolve(), run_dir=tmp_path / "run", progress=False).run_dir
     assert evaluate(run)["metrics"]["accuracy"] >= 0.95

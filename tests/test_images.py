@@ -18,8 +18,8 @@ from sklearn.datasets import load_digits
 from dlcli import evaluate, train
 from dlcli.config import DataConfig, load_config
 from dlcli.data import ChannelStats, Scaler, load_dataset
+from dlcli.data.images import ImageSamples, load_image_inputs
 from dlcli.errors import ConfigError, DataError
-from dlcli.images import ImageSamples, load_image_inputs
 from spec_errors import spec_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def test_digit_pngs_train_to_high_test_accuracy(digits_folder, tmp_path):
         "optimizer": {"name": "adam", "lr": 0.01},
         "train": {"epochs": 6, "batch_size": 64},
     }
-    run = train(load_config(config), run_dir=tmp_path / "run", progress=False)
+    run = train(load_config(config), run_dir=tmp_path / "run", progress=False).run_dir
     assert evaluate(run, write=False)["metrics"]["accuracy"] >= 0.93
     stored = json.loads((run / "scaler.json").read_text())
     assert stored["per"] == "channel" and len(stored["offset"]) == 1
@@ -245,9 +245,9 @@ def test_streamed_folder_gives_the_same_samples_and_scaler_as_in_memory(tmp_path
     assert streamed.counts == held.class_counts() and streamed.class_counts() == held.class_counts()
     assert streamed.rows() == held.rows()
 
-    import dlcli.images
+    import dlcli.data.images.arrays
 
-    monkeypatch.setattr(dlcli.images, "available_memory", lambda: 4000)  # 4 kB free: stream: auto streams
+    monkeypatch.setattr(dlcli.data.images.arrays, "available_memory", lambda: 4000)  # 4 kB free: stream: auto streams
     auto = load(**kw)
     assert isinstance(auto.splits["train"], ImageSamples)
     assert any("read from disk through DataLoader workers" in note and "free memory" in note for note in auto.notes)
@@ -308,7 +308,7 @@ def test_augment_errors_name_the_entry_and_parameter(tmp_path):
 
 
 def test_every_augmentation_keeps_the_image_shape_and_value_range():
-    from dlcli.augment import AUGMENTS, build_augment
+    from dlcli.nn.augment import AUGMENTS, build_augment
 
     specs = [{"name": "random_crop", "size": [8, 10], "padding": 2}, "horizontal_flip", "vertical_flip",
              {"name": "rotation", "degrees": 15}, {"name": "affine", "degrees": 5, "translate": [0.1, 0.1],
@@ -418,7 +418,7 @@ def test_fake_data_follows_image_size_and_color():
 
 
 def test_torchvision_config_error_names_file_and_key(tmp_path):
-    from dlcli.build import prepare
+    from dlcli.engine.setup import prepare
 
     config = tmp_path / "tv.yaml"
     config.write_text("data:\n  torchvision: MNIST\n  root: nowhere\nmodel:\n  layers:\n"

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcli.errors import SpecError
-from dlcli.losses import LOSSES, LossContext, build_loss, loss_task
+from dlcli.nn.losses import LOSSES, LossContext, build_loss, loss_task
 
 
 def binary_ctx(counts=(30, 10), activation="sigmoid"):
@@ -405,12 +405,13 @@ def test_focal_alpha_list_must_have_one_entry_per_class():
 
 
 def test_parameters_are_validated_standalone():
-    with pytest.raises(SpecError, match="greater than or equal to 0, got -1") as exc:
+    # The same checks and words as a config's (Registry.parse), at the key at fault.
+    with pytest.raises(SpecError, match="must be at least 0.0, got -1") as exc:
         build_loss({"name": "focal", "gamma": -1}, binary_ctx())
     assert exc.value.key == "gamma"
-    with pytest.raises(SpecError, match="less than or equal to 1") as exc:
+    with pytest.raises(SpecError, match="must be at most 1.0, got 1.5") as exc:
         build_loss({"name": "focal", "alpha": [0.5, 1.5]}, binary_ctx())
-    assert exc.value.key == "alpha"
+    assert exc.value.key == "alpha[1]"
     with pytest.raises(SpecError, match="unknown key 'gama'; did you mean 'gamma'") as exc:
         build_loss({"name": "focal", "gama": 1}, binary_ctx())
     assert exc.value.key == "gama"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dlcli.metrics import Outputs, compute
+from dlcli.nn.metrics import Outputs, compute
 
 RNG = np.random.default_rng(7)
 

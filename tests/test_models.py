@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from dlcli.activations import ACTIVATIONS, build_activation
 from dlcli.errors import SpecError
-from dlcli.models import build_model
-from dlcli.summary import summary_dict
+from dlcli.nn.activations import ACTIVATIONS, build_activation
+from dlcli.nn.network import build_model
+from dlcli.nn.summary import summary_dict
 
 LECTURE_FFNN = {
     "input_shape": [28],

@@ -177,7 +177,7 @@ def test_config_error_points_at_the_openml_line(tmp_path, no_network):
     config = tmp_path / "c.yaml"
     config.write_text("data:\n  openml: 23512\n  root: cache\nmodel:\n  layers:\n    - {type: dense, units: 1, "
                       "activation: sigmoid}\nloss: bce\n")
-    from dlcli.build import prepare
+    from dlcli.engine.setup import prepare
 
     with pytest.raises(ConfigError, match=r"c\.yaml, line 2: data\.openml: OpenML data set 23512 is not in the cache"):
         prepare(load_config(config))

@@ -10,14 +10,8 @@ import torch
 from pydantic import ValidationError
 
 from dlcli.errors import SpecError
-from dlcli.optim import (
-    OPTIMIZERS,
-    SCHEDULE_COMMON_KEYS,
-    SCHEDULES,
-    build_optimizer,
-    build_schedule,
-    monitor_mode,
-)
+from dlcli.nn.optimizers import OPTIMIZERS, build_optimizer
+from dlcli.nn.schedules import SCHEDULE_COMMON_KEYS, SCHEDULES, build_schedule, monitor_mode
 
 
 def make_opt(lr: float = 0.1, groups: tuple[float, ...] | None = None) -> torch.optim.Optimizer:
@@ -258,8 +252,9 @@ def test_schedule_validation():
         SCHEDULES.get("exponential").params(gamma=1.5)
     with pytest.raises(ValidationError):
         SCHEDULES.get("reduce_on_plateau").params(mode="sideways")
-    with pytest.raises(ValidationError):
+    with pytest.raises(SpecError, match="must be at least 0, got -1") as info:
         build_schedule({"name": "step", "step_size": 2, "warmup_epochs": -1}, make_opt(), epochs=3)
+    assert info.value.key == "warmup_epochs"
     with pytest.raises(SpecError) as info:
         build_schedule("cosin_annealing", make_opt(), epochs=3)
     assert info.value.key == "name" and "did you mean" in str(info.value)

@@ -20,9 +20,9 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
 from dlcli import evaluate, train
-from dlcli import plots as P
+from dlcli.commands import plots as P
 from dlcli.config import load_config
-from dlcli.metrics import Outputs
+from dlcli.nn.metrics import Outputs
 
 
 def config(name: str, data: dict, layers: list, loss: str, metrics: list, epochs: int = 3) -> dict:
@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
                              [dense(8, "relu"), dense(1)], "mse", ["mae", "r2"]),
     }
     return SimpleNamespace(folder=folder, **{
-        task: train(load_config(cfg), run_dir=folder / task, progress=False) for task, cfg in configs.items()})
+        task: train(load_config(cfg), run_dir=folder / task, progress=False).run_dir for task, cfg in configs.items()})
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -48,7 +48,7 @@ def losses(tmp_path, base, device="cpu", **train_options):
     cfg = copy.deepcopy(base)
     cfg["train"].update(device=device, **train_options)
     tag = "-".join(f"{k}{v}" for k, v in train_options.items()) or "fp32"
-    run = train(load_config(cfg), run_dir=tmp_path / f"{device}-{tag}", progress=False)
+    run = train(load_config(cfg), run_dir=tmp_path / f"{device}-{tag}", progress=False).run_dir
     rows = read_metrics(run / "metrics.csv")
     return [r["train_loss"] for r in rows] + [r["val_loss"] for r in rows]
 
@@ -89,6 +89,6 @@ def test_compile_falls_back_with_a_warning_where_it_fails(tmp_path, monkeypatch,
 def test_fp16_checkpoint_keeps_the_gradient_scaler(tmp_path):
     cfg = copy.deepcopy(FFNN)
     cfg["train"].update(precision="fp16", epochs=1)
-    run = train(load_config(cfg), run_dir=tmp_path / "r", progress=False)
+    run = train(load_config(cfg), run_dir=tmp_path / "r", progress=False).run_dir
     saved = torch.load(run / "checkpoints/last.pt", weights_only=False)
     assert saved["grad_scaler"]["scale"] > 0

@@ -31,7 +31,7 @@ def train_run(folder: Path, frame: pd.DataFrame, data: dict, layers: list, loss:
     config = {"name": folder.name, "data": {"path": "rows.csv", "scale": "standard", **data},
               "model": {"layers": layers}, "loss": loss, "train": {"epochs": 4, "batch_size": 32}, **extra}
     (folder / "c.yaml").write_text(yaml.safe_dump(config))
-    return train(folder / "c.yaml", run_dir=folder / "run", progress=False)
+    return train(folder / "c.yaml", run_dir=folder / "run", progress=False).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_image_folder_predictions_name_each_file(tmp_path):
               "model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 2, "activation": "softmax"}]},
               "loss": "cce", "optimizer": {"name": "adam", "lr": 0.05}, "train": {"epochs": 15, "batch_size": 4}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    run = train(tmp_path / "c.yaml", run_dir=tmp_path / "run", progress=False)
+    run = train(tmp_path / "c.yaml", run_dir=tmp_path / "run", progress=False).run_dir
 
     result = predict(run, tmp_path / "images")
     assert list(result.table.columns) == ["file", "prob_dark", "prob_light", "predicted"]

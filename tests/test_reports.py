@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from dlcli import evaluate, train
-from dlcli import reports as R
+from dlcli.commands import reports as R
+from dlcli.commands.plots import write_comparison
 from dlcli.config import load_config
 from dlcli.errors import RunError, TrainingFailed
-from dlcli.plots import write_comparison
 
 _SCRIPT = Path(sys.executable).with_name("dlcli")
 DLCLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "dlcli.cli"]
@@ -47,11 +47,11 @@ def set_started(run: Path, when: str) -> None:
 def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports") / "runs"
     alpha = train(load_config(config("alpha", "breast_cancer", 1, "sigmoid", "bce", ["accuracy"])),
-                  runs_root=root, progress=False)
+                  runs_root=root, progress=False).run_dir
     beta = train(load_config(config("beta", "iris", 3, "softmax", "cce", ["accuracy", "f1"])),
-                 runs_root=root, progress=False)
+                 runs_root=root, progress=False).run_dir
     deep = train(load_config(config("gamma", "iris", 3, "softmax", "cce", ["accuracy"], train={"epochs": 1})),
-                 run_dir=root / "project" / "sweep" / "gamma-1", progress=False)
+                 run_dir=root / "project" / "sweep" / "gamma-1", progress=False).run_dir
     with pytest.raises(TrainingFailed):  # a NaN loss at epoch 1: a failed run with no metrics rows
         train(load_config(config("alpha", "breast_cancer", 1, "sigmoid", "bce", ["accuracy"],
                                  optimizer={"name": "sgd", "lr": 1e30}, data={"dataset": "breast_cancer"})),

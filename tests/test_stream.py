@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dlcli import stream
 from dlcli.config import DataConfig
-from dlcli.data import Scaler, in_memory, load_dataset
+from dlcli.data import Scaler, in_memory, load_dataset, stream
 from dlcli.errors import SpecError
 
 N = 1500

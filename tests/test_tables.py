@@ -289,7 +289,7 @@ def test_train_writes_the_fill_and_evaluate_uses_it(tmp_path):
               "loss": "binary_crossentropy", "train": {"epochs": 1, "batch_size": 32, "device": "cpu"}}
     from dlcli.config import load_config
 
-    run = train(load_config(config), runs_root=tmp_path / "runs", progress=False)
+    run = train(load_config(config), runs_root=tmp_path / "runs", progress=False).run_dir
     labels = json.loads((run / "labels.json").read_text())
     assert set(labels["fill"]) == {"a", "b", "c"}
     result = evaluate(run, data=tmp_path / "t.csv", write=False, plots=False)

@@ -37,16 +37,16 @@ def without_time(rows):
 
 
 def test_same_seed_gives_the_same_metrics(cfg, tmp_path):
-    a = train(cfg, run_dir=tmp_path / "a", progress=False)
-    b = train(cfg, run_dir=tmp_path / "b", progress=False)
-    c = train(cfg, ["seed=4"], run_dir=tmp_path / "c", progress=False)
+    a = train(cfg, run_dir=tmp_path / "a", progress=False).run_dir
+    b = train(cfg, run_dir=tmp_path / "b", progress=False).run_dir
+    c = train(cfg, ["seed=4"], run_dir=tmp_path / "c", progress=False).run_dir
     assert without_time(read_metrics(a / "metrics.csv")) == without_time(read_metrics(b / "metrics.csv"))
     assert without_time(read_metrics(a / "metrics.csv")) != without_time(read_metrics(c / "metrics.csv"))
 
 
 def test_metrics_rows_log_lr_losses_and_metrics(cfg, tmp_path):
     run = train(cfg, ["schedule={name: exponential, gamma: 0.5, warmup_epochs: 2}"], run_dir=tmp_path / "r",
-                progress=False)
+                progress=False).run_dir
     rows = read_metrics(run / "metrics.csv")
     assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_accuracy", "train_auc", "val_loss", "val_accuracy",
                              "val_auc", "epoch_seconds"]
@@ -57,7 +57,7 @@ def test_metrics_rows_log_lr_losses_and_metrics(cfg, tmp_path):
 
 
 def test_best_checkpoint_holds_the_best_epoch(cfg, tmp_path):
-    run = train(cfg, ["train.epochs=6"], run_dir=tmp_path / "r", progress=False)
+    run = train(cfg, ["train.epochs=6"], run_dir=tmp_path / "r", progress=False).run_dir
     best = torch.load(run / "checkpoints/best.pt", weights_only=False)
     info = json.loads((run / "run.json").read_text())
     assert best["state"]["epoch"] == info["best_epoch"]
@@ -68,13 +68,14 @@ def test_best_checkpoint_holds_the_best_epoch(cfg, tmp_path):
 def test_early_stopping_stops_after_patience(cfg, tmp_path):
     # lr 1e-7 never improves val_loss by min_delta after epoch 1: patience 2 stops at epoch 1 + 2 + 1 = 4.
     run = train(cfg, ["optimizer.lr=1e-7", "train.epochs=20",
-                      "train.early_stopping={monitor: val_loss, patience: 2, min_delta: 0.01}"], run_dir=tmp_path / "r", progress=False)
+                      "train.early_stopping={monitor: val_loss, patience: 2, min_delta: 0.01}"],
+                run_dir=tmp_path / "r", progress=False).run_dir
     info = json.loads((run / "run.json").read_text())
     assert info["stopped_early"] and info["epochs_completed"] == 4
 
 
 def test_without_validation_data_best_is_last(cfg, tmp_path):
-    run = train(cfg, ["data.split.val=0"], run_dir=tmp_path / "r", progress=False)
+    run = train(cfg, ["data.split.val=0"], run_dir=tmp_path / "r", progress=False).run_dir
     assert "val_loss" not in read_metrics(run / "metrics.csv")[0]
     result = evaluate(run)
     assert result["checkpoint"] in ("best", "last") and result["epoch"] == 4
@@ -91,10 +92,10 @@ def test_gradient_clipping_bounds_the_update(cfg, tmp_path):
     # plain SGD with lr 1 and clip_grad_value 1e-4: no weight moves by more than 1e-4 per step.
     run = train(cfg, ["optimizer={name: sgd, lr: 1.0}", "train.clip_grad_value=1e-4", "train.epochs=1",
                       "train.batch_size=1000", "data.split.val=0", "model.layers[1].rate=0"],
-                run_dir=tmp_path / "r", progress=False)
+                run_dir=tmp_path / "r", progress=False).run_dir
     ckpt = torch.load(run / "checkpoints/last.pt", map_location="cpu", weights_only=False)
-    from dlcli.build import prepare
     from dlcli.config import load_config
+    from dlcli.engine.setup import prepare
 
     fresh = prepare(load_config(run / "config.yaml")).model.state_dict()
     for name, value in ckpt["model"].items():
@@ -103,7 +104,7 @@ def test_gradient_clipping_bounds_the_update(cfg, tmp_path):
 
 @pytest.mark.cuda
 def test_trains_on_cuda(cfg, tmp_path):
-    run = train(cfg, run_dir=tmp_path / "r", device="cuda", progress=False)
+    run = train(cfg, run_dir=tmp_path / "r", device="cuda", progress=False).run_dir
     info = json.loads((run / "run.json").read_text())
     assert info["device"].startswith("cuda") and info["status"] == "completed"
     assert evaluate(run, device="cuda")["metrics"]["accuracy"] > 0.9
@@ -143,7 +144,7 @@ def test_train_metrics_are_those_of_the_epochs_own_predictions(cfg, tmp_path):
     # With a learning rate too small to move the weights and no dropout, the predictions made while
     # training are those of the final model, so train_<metric> must equal evaluate on the train split.
     run = train(cfg, ["optimizer.lr=1e-12", "optimizer.momentum=0", "model.layers[1].rate=0", "train.epochs=1"],
-                run_dir=tmp_path / "r", progress=False)
+                run_dir=tmp_path / "r", progress=False).run_dir
     row = read_metrics(run / "metrics.csv")[0]
     result = evaluate(run, split="train", write=False, plots=False)
     assert row["train_loss"] == pytest.approx(result["metrics"]["loss"], rel=1e-5)
@@ -154,7 +155,7 @@ def test_train_metrics_are_those_of_the_epochs_own_predictions(cfg, tmp_path):
 def test_tensorboard_gets_every_epoch_value(cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = train(cfg, ["train.tensorboard=true", "train.epochs=3"], run_dir=tmp_path / "r", progress=False)
+    run = train(cfg, ["train.tensorboard=true", "train.epochs=3"], run_dir=tmp_path / "r", progress=False).run_dir
     rows = read_metrics(run / "metrics.csv")
     events = EventAccumulator(str(run / "tb"))
     events.Reload()

@@ -2,21 +2,32 @@
 
     from dlcli import load_config, build_model, build_loss, train, evaluate
 
-Attributes load lazily so that `import dlcli` (and `dlcli --help`) does not import torch.
+Attributes load lazily so that `import dlcli` (and `dlcli --help`) does not import torch. The
+packages, each importing only those below it (pyproject.toml's import-linter contract says so):
+
+    cli/        the Typer app and what it prints
+    commands/   train, evaluate, predict, summarize, validate, list, runs, compare, plots
+    engine/     setup (config -> data, model, loss), the loop (fit), callbacks, batches, inference
+    runs/       run directories: layout, atomic writes, checkpoints, the Run object
+    data/       sources, table formats, images, streaming, scaling, labels, splits
+    nn/         layers and the network, activations, losses, optimizers, schedules, metrics, augment
+    config/     schema, YAML with line numbers, overrides, checks
+    registry.py, messages.py, errors.py
 """
 
 __version__ = "0.1.0"
 
 _API = {
     "load_config": ("config", "load_config"),
-    "build_model": ("models", "build_model"),
-    "build_loss": ("losses", "build_loss"),
-    "LossContext": ("losses", "LossContext"),
-    "prepare": ("build", "prepare"),
-    "train": ("trainer", "train"),
-    "evaluate": ("evaluation", "evaluate"),
-    "predict": ("predictions", "predict"),
-    "summary_dict": ("summary", "summary_dict"),
+    "build_model": ("nn.network", "build_model"),
+    "build_loss": ("nn.losses", "build_loss"),
+    "LossContext": ("nn.losses", "LossContext"),
+    "prepare": ("engine.setup", "prepare"),
+    "train": ("commands.train", "train"),
+    "evaluate": ("commands.evaluate", "evaluate"),
+    "predict": ("commands.predict", "predict"),
+    "summary_dict": ("nn.summary", "summary_dict"),
+    "Run": ("runs.run", "Run"),
 }
 
 __all__ = ["__version__", *_API]

@@ -1,0 +1,5 @@
+"""`python -m dlcli ...`, as torchrun and srun start it."""
+
+from .cli import main
+
+main()

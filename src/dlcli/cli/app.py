@@ -1,0 +1,240 @@
+"""The `dlcli` command: parse arguments, call one library function (commands/), render the result (render.py).
+
+Nothing here imports torch at module level, so `dlcli --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import DlcliError, TrainingFailed
+from . import render
+
+app = typer.Typer(
+    name="dlcli",
+    help="Train feed-forward and convolutional networks from a YAML config. "
+    "Add --debug to any command to see a traceback on error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+DEBUG = False  # set by --debug: let tracebacks through
+
+
+def friendly(command):
+    """Input errors become a short message and exit 2; a failed run exits 1; Ctrl-C exits 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DlcliError as exc:
+            if DEBUG:
+                raise
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except TrainingFailed as exc:
+            if DEBUG:
+                raise
+            err.print(f"[red]training failed:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if DEBUG:
+                raise
+            err.print("interrupted: the run is marked interrupted; continue it with dlcli train --resume RUN_DIR",
+                      soft_wrap=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """`cfg.yaml a.b=1 c=2` -> ("cfg.yaml", ["a.b=1", "c=2"])."""
+    paths = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if len(paths) > 1:
+        raise typer.BadParameter(f"one config file at a time, got {', '.join(paths)}", param_hint="CONFIG")
+    return (paths[0] if paths else None), overrides
+
+
+@app.command()
+@friendly
+def train(
+    args: list[str] = typer.Argument(None, metavar="CONFIG [KEY=VALUE ...]",
+                                     help="The YAML config, then overrides such as optimizer.lr=0.01 train.epochs=5."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N (overrides train.device)."),
+    run_dir: Path | None = typer.Option(None, "--run-dir", help="Write the run here instead of runs/<name>/<time>/."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
+):
+    """Train a model; every run is kept in its own run directory."""
+    from ..commands.train import train as run_training
+
+    config, overrides = _split_args(args or [])
+    if config is None and resume is None:
+        raise typer.BadParameter("give a config file (or --resume RUN_DIR)", param_hint="CONFIG")
+    if config is not None and resume is not None:
+        raise typer.BadParameter("--resume continues the run's own config; give overrides only", param_hint="CONFIG")
+    result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress)
+    render.trained(out, result)
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
+    split: str = typer.Option("test", help="test, val or train."),
+    data: Path | None = typer.Option(None, "--data", help="Evaluate on every row of this file instead of a split."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots to RUN_DIR/plots/ (default: on)."),
+):
+    """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/."""
+    from ..commands.evaluate import evaluate as run_evaluation
+
+    if split not in ("test", "val", "train"):
+        raise typer.BadParameter(f"must be test, val or train, got '{split}'", param_hint="--split")
+    if checkpoint not in ("best", "last"):
+        raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    render.evaluation(out, run_dir, result)
+
+
+@app.command()
+@friendly
+def predict(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
+    input: Path = typer.Argument(..., metavar="INPUT", help="A table file, an image, or a folder of images."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write every row to this CSV file."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),
+):
+    """Class probabilities and predicted labels (or regression values) for every row of INPUT."""
+    from ..commands.predict import predict as run_prediction
+
+    if checkpoint not in ("best", "last"):
+        raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
+                            batch_size=batch_size)
+    for note in result.notes:
+        err.print(f"note: {escape(note)}", soft_wrap=True)
+    render.predictions(out, result, output)
+
+
+@app.command()
+@friendly
+def summarize(
+    target: Path = typer.Argument(..., metavar="CONFIG|RUN_DIR", help="A YAML config or a run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """The model's layers, output shapes and parameter counts, as Keras' model.summary()."""
+    from ..commands.summarize import summarize as run_summary
+    from ..commands.summarize import summary_dict, summary_table
+
+    model, name = run_summary(target)
+    if as_json:
+        print(json.dumps(summary_dict(model, name), indent=2))
+        return
+    table, totals = summary_table(model, name)
+    out.print(table)
+    for line in totals:
+        out.print(line)
+
+
+@app.command()
+@friendly
+def validate(
+    args: list[str] = typer.Argument(..., metavar="CONFIG [KEY=VALUE ...]", help="The YAML config, then overrides."),
+):
+    """Check a config, its data and its model without training; print ok or every problem."""
+    from ..commands.validate import validate as run_validation
+
+    config, overrides = _split_args(args)
+    if config is None:
+        raise typer.BadParameter("give a config file", param_hint="CONFIG")
+    result = run_validation(config, overrides)
+    for note in result.notes:
+        out.print(escape(note), soft_wrap=True)
+    rows = ", ".join(f"{k} {n}" for k, n in result.rows.items())
+    out.print(f"[green]ok[/] {escape(config)}: {result.task} task, {result.layers} layers, "
+              f"{result.parameters:,} parameters; data {escape(result.source)}: {rows} rows", soft_wrap=True)
+
+
+@app.command("list")
+@friendly
+def list_names():
+    """Every layer type, activation, loss, optimizer, schedule, metric and augmentation a config may name."""
+    from ..commands.listing import catalogue
+
+    for title, entries in catalogue():
+        out.print(f"[bold]{title}[/]")
+        for name, params in entries:
+            out.print(f"  {name}" + (f" ({', '.join(params)})" if params else ""))
+
+
+@app.command("runs")
+@friendly
+def list_runs(
+    folder: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Where to look for runs (default: runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+):
+    """The runs under DIR, newest first: status, epochs, best validation value, evaluation metrics."""
+    from ..commands.reports import runs_table
+
+    found = runs_table(folder)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    if not found:
+        out.print(f"no runs under {escape(str(folder))} (a run is a folder holding run.json)", soft_wrap=True)
+        return
+    render.runs(out, found, folder)
+
+
+@app.command()
+@friendly
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR RUN_DIR ...", help="Run directories to compare."),
+    output: Path = typer.Option(Path("compare.png"), "-o", "--output",
+                                help="Where to write the overlaid learning curves (default: compare.png here)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+):
+    """Overlay runs' learning curves in one PNG and print their metrics side by side."""
+    from ..commands.reports import compare as compare_runs
+    from ..commands.reports import compare_table, load_runs
+
+    if output.suffix.lower() != ".png" or output.is_dir():
+        raise typer.BadParameter(f"must be a .png file name, got '{output}'", param_hint="-o/--output")
+    records = load_runs(run_dirs)  # checks every run directory before matplotlib loads
+    from ..commands.plots import write_comparison
+
+    result = {**compare_runs(records), "plot": str(output) if write_comparison(records, output) else None}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    render.comparison(out, *compare_table(result), result["plot"])
+
+
+def main() -> None:
+    global DEBUG
+    if "--debug" in sys.argv:
+        DEBUG = True
+        sys.argv.remove("--debug")
+    app()

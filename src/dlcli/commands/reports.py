@@ -1,0 +1,233 @@
+"""What `dlcli runs` and `dlcli compare` show: run directories read back as plain data, no rendering.
+
+A run is any folder holding run.json (`runs/<name>/<stamp>/`). Its metrics.csv gives the learning
+curves; run.json the status and best epoch; evaluation.json, when `dlcli evaluate` wrote one, the
+metrics on the evaluated split. Nothing here imports torch or matplotlib, so listing runs is instant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from .. import runs
+from ..errors import RunError
+
+CURVE_PREFIXES = ("train_", "val_")
+
+
+@dataclass
+class RunRecord:
+    """One run directory read back: run.json, evaluation.json (or None) and, on demand, metrics.csv."""
+
+    path: Path
+    info: dict
+    evaluation: dict | None
+    label: str = ""  # the name legends and table headers use: unique among the runs shown together
+    problem: str | None = None  # why run.json could not be read, when it could not
+
+    @cached_property
+    def rows(self) -> list[dict]:
+        """metrics.csv, a dict per epoch; empty before the first epoch ends."""
+        path = self.path / runs.METRICS
+        if not path.exists():
+            return []
+        try:
+            return runs.read_metrics(path)
+        except (OSError, ValueError):
+            return []
+
+    @property
+    def name(self) -> str:
+        return self.info.get("name") or self.path.parent.name
+
+    @property
+    def started(self) -> datetime:
+        """run.json's start time; the file's modification time when it has none (sorting needs one)."""
+        try:
+            stamp = datetime.fromisoformat(self.info["started"])
+        except (KeyError, TypeError, ValueError):
+            stamp = datetime.fromtimestamp((self.path / runs.RUN_INFO).stat().st_mtime)
+        return stamp if stamp.tzinfo else stamp.astimezone()
+
+    def best_row(self) -> dict | None:
+        epoch = self.info.get("best_epoch")
+        return next((r for r in self.rows if r.get("epoch") == epoch), None) if epoch is not None else None
+
+    def summary(self) -> dict:
+        """The run as `dlcli runs --json` prints it."""
+        ev = self.evaluation
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "started": self.info.get("started"),
+            "status": self.problem or self.info.get("status", "unknown"),
+            "epochs": self.info.get("epochs_completed"),
+            "monitor": self.info.get("monitor"),
+            "best_value": _clean(self.info.get("best_value")),
+            "best_epoch": self.info.get("best_epoch"),
+            "evaluation": None if ev is None else {
+                "split": ev.get("split"), "checkpoint": ev.get("checkpoint"), "epoch": ev.get("epoch"),
+                "metrics": {k: _clean(v) for k, v in ev.get("metrics", {}).items()},
+            },
+        }
+
+
+def read_run(path: Path) -> RunRecord:
+    """A run directory as a record; an unreadable run.json or evaluation.json does not stop a listing."""
+    path = Path(path)
+    problem = None
+    try:
+        info = runs.read_json(path / runs.RUN_INFO)
+        if not isinstance(info, dict):
+            raise RunError(f"{path / runs.RUN_INFO}: not a JSON object")
+    except RunError:
+        info, problem = {}, "unreadable"
+    evaluation = None
+    if (path / runs.EVALUATION).exists():
+        try:
+            evaluation = runs.read_json(path / runs.EVALUATION)
+        except RunError:
+            evaluation = None
+    return RunRecord(path, info, evaluation if isinstance(evaluation, dict) else None, problem=problem)
+
+
+# ----------------------------------------------------------------------------------------------
+# dlcli runs
+
+
+def find_runs(root: str | Path = "runs") -> list[RunRecord]:
+    """Every run under `root` (a folder holding run.json, at any depth), newest first."""
+    root = Path(root)
+    if not root.exists():
+        raise RunError(f"{root}: no such folder; give the folder runs are written to (default: runs)")
+    if not root.is_dir():
+        raise RunError(f"{root}: not a folder; give the folder runs are written to (default: runs)")
+    records = [read_run(p.parent) for p in root.rglob(runs.RUN_INFO) if p.is_file()]
+    # Newest first; runs started in the same second fall back to the folder name (stamp, stamp-2, ...).
+    records.sort(key=lambda r: (r.started, r.path.name), reverse=True)
+    _label(records)
+    return records
+
+
+def runs_table(root: str | Path = "runs") -> list[dict]:
+    """`dlcli runs --json`: the runs under root, newest first, as dicts."""
+    return [r.summary() for r in find_runs(root)]
+
+
+# ----------------------------------------------------------------------------------------------
+# dlcli compare
+
+
+def load_runs(run_dirs: list[str | Path]) -> list[RunRecord]:
+    """The run directories given to `compare`, each checked, with unique labels for legends."""
+    if not run_dirs:
+        raise RunError("give one or more run directories to compare")
+    records = []
+    for d in run_dirs:
+        path = runs.check_run_dir(d)
+        record = read_run(path)
+        if record.problem:
+            raise RunError(f"{path / runs.RUN_INFO}: cannot be read as JSON; is the run directory damaged?")
+        records.append(record)
+    _label(records)
+    return records
+
+
+def quantities(rows: list[dict]) -> list[str]:
+    """The quantities with a train_ or val_ column, loss first: `loss`, `accuracy`, ..."""
+    found: list[str] = []
+    for row in rows:
+        for column in row:
+            for prefix in CURVE_PREFIXES:
+                if column.startswith(prefix) and column[len(prefix):] not in found:
+                    found.append(column[len(prefix):])
+    return sorted(found, key=lambda q: q != "loss")  # stable: the rest keep metrics.csv's order
+
+
+def curve(rows: list[dict], column: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one metrics.csv column; missing or non-numeric values become NaN (a gap)."""
+    epochs, values = [], []
+    for row in rows:
+        if column not in row:
+            continue
+        epochs.append(row["epoch"])
+        v = row[column]
+        values.append(float(v) if isinstance(v, (int, float)) else math.nan)
+    return epochs, values
+
+
+def compare(records: list[RunRecord]) -> dict:
+    """`dlcli compare --json`: per run, the final and best-epoch values and the evaluation metrics."""
+    out = []
+    for r in records:
+        columns = [c for c in (r.rows[0] if r.rows else {}) if c.startswith(CURVE_PREFIXES)]
+        final = r.rows[-1] if r.rows else {}
+        best = r.best_row() or {}
+        s = r.summary()
+        out.append({
+            "label": r.label,
+            **{k: s[k] for k in ("path", "name", "status", "epochs", "monitor", "best_epoch", "best_value")},
+            "final": {c: _clean(final.get(c)) for c in columns if c in final},
+            "best": {c: _clean(best.get(c)) for c in columns if c in best},
+            "evaluation": s["evaluation"],
+        })
+    return {"runs": out}
+
+
+def compare_table(data: dict) -> tuple[list[str], list[tuple[str, list[tuple[str, list]]]]]:
+    """`compare`'s side-by-side table: the run labels, then sections of rows (what, a value per run).
+
+    Sections: the run (status, epochs, best epoch), the values at the final epoch, those at the best
+    epoch, and the evaluation metrics when any run has an evaluation.json. A missing value is None.
+    """
+    items = data["runs"]
+    sections = [("run", [
+        ("status", [r["status"] for r in items]),
+        ("epochs", [r["epochs"] for r in items]),
+        ("best epoch", [r["best_epoch"] for r in items]),
+        ("monitor", [r["monitor"] for r in items]),
+    ])]
+    for part, title in (("final", "at the final epoch"), ("best", "at the best epoch")):
+        columns = _union(r[part] for r in items)
+        if columns:
+            sections.append((title, [(c, [r[part].get(c) for r in items]) for c in columns]))
+    evaluated = [r["evaluation"] for r in items]
+    if any(evaluated):
+        rows = [("data", [None if e is None else Path(str(e["split"])).name for e in evaluated]),
+                ("checkpoint", [None if e is None else f"{e['checkpoint']} (epoch {e['epoch']})" for e in evaluated])]
+        for name in _union((e or {}).get("metrics", {}) for e in evaluated):
+            rows.append((name, [None if e is None else e["metrics"].get(name) for e in evaluated]))
+        sections.append(("evaluation", rows))
+    return [r["label"] for r in items], sections
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _label(records: list[RunRecord]) -> None:
+    """Labels: the run's name; name/stamp where two runs share a name; #k where even that repeats."""
+    names = Counter(r.name for r in records)
+    labels = [r.name if names[r.name] == 1 else f"{r.name}/{r.path.name}" for r in records]
+    seen: Counter = Counter()
+    totals = Counter(labels)
+    for r, label in zip(records, labels):
+        seen[label] += 1
+        r.label = label if totals[label] == 1 else f"{label} #{seen[label]}"
+
+
+def _union(dicts) -> list[str]:
+    keys: list[str] = []
+    for d in dicts:
+        keys += [k for k in d if k not in keys]
+    return keys
+
+
+def _clean(v):
+    """NaN and infinities are not JSON: None instead."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+

@@ -1,0 +1,28 @@
+"""`validate`: check a config, its data and its model against each other without training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import load_config
+from ..engine.setup import prepare
+from ..nn.summary import summary_dict
+
+
+@dataclass
+class Validation:
+    task: str
+    layers: int
+    parameters: int
+    source: str  # where the data comes from
+    rows: dict[str, int]  # per split
+    notes: list[str]  # what loading the data did
+
+
+def validate(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Validation:
+    """Load the config, its data and its model as training would; raise the first problem found."""
+    setup = prepare(load_config(config, overrides))
+    summary = summary_dict(setup.model)
+    return Validation(setup.task, len(summary["layers"]), summary["total_params"], setup.data.source,
+                      setup.data.rows(), list(setup.data.notes))

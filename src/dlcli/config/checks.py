@@ -1,0 +1,135 @@
+"""Checking a raw config: the schema, then every named thing in it against its registry.
+
+Layers, activations, the loss, optimizer, schedule, metrics and augmentations are looked up by kind
+(`registry.lookup`), so the config never imports a component. Each comes back normalized (its
+canonical name, defaults filled in), and every problem of the whole config is reported at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from ..messages import did_you_mean, translate
+from ..registry import Problems, lookup
+from .lines import locate
+from .schema import Config
+
+
+def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, label: str | None = None) -> Config:
+    """The checked Config of a raw mapping; ConfigError listing every problem, each at its key path and line."""
+    lines, from_cli = lines or {}, from_cli or {}
+    problems: Problems = []
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems += translate(exc, raw, Config)
+        cfg = None
+        problems += _check_raw_specs(raw)  # report the layers' and loss's problems too, in one go
+    if cfg is not None:
+        problems += _check_specs(cfg)
+    if problems:
+        raise ConfigError([locate(p, m, lines, from_cli) for p, m in problems], label)
+    return cfg
+
+
+def _check_specs(cfg: Config) -> Problems:
+    """Layers, activations, loss, optimizer, schedule and metrics: named things with parameters."""
+    layers, named, problems = _check_named_things(cfg.model.layers, cfg.loss, cfg.optimizer, cfg.schedule)
+    cfg.model.layers = layers
+    cfg.loss, cfg.optimizer, cfg.schedule = named["loss"], named["optimizer"], named["schedule"]
+    if cfg.data is not None and cfg.data.augment is not None:
+        cfg.data.augment, errs = _check_augment(cfg.data.augment)
+        problems += errs
+
+    metrics = lookup("metric")
+    if cfg.metrics is not None:
+        names = []
+        for i, name in enumerate(cfg.metrics):
+            canon = metrics.canonical(name)
+            if canon is None:
+                problems.append((("metrics", i), metrics.unknown_message(name)))
+            names.append(canon or name)
+        cfg.metrics = names
+    if not problems:
+        problems += _check_task(cfg)
+    return problems
+
+
+def _check_raw_specs(raw: dict) -> Problems:
+    """The same checks on a config whose top level did not validate, so one run reports everything."""
+    model = raw.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    problems = _check_named_things(layers, raw.get("loss"), raw.get("optimizer"), raw.get("schedule"))[2]
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("augment"), list):
+        problems += _check_augment(data["augment"])[1]
+    return problems
+
+
+def _check_augment(specs: list) -> tuple[list, Problems]:
+    """`data.augment` entries against the augmentation registry (sizes are checked when images load)."""
+    augments = lookup("augmentation")
+    checked, problems = [], []
+    for i, spec in enumerate(specs):
+        entry, errs = augments.check(spec, ("data", "augment", i))
+        checked.append(entry if entry is not None else spec)
+        problems += errs
+    return checked, problems
+
+
+def _check_named_things(layers: Any, loss: Any, optimizer: Any, schedule: Any) -> tuple[Any, dict, Problems]:
+    """Layers and the loss, optimizer and schedule specs against their registries.
+
+    Returns the layers and specs normalized (canonical names, defaults filled in) and the problems.
+    A spec that is None (absent) is left for the schema to report.
+    """
+    problems: Problems = []
+    if isinstance(layers, list):
+        checked_layers = []
+        for i, spec in enumerate(layers):
+            checked, errs = lookup("layer").check(spec, ("model", "layers", i))
+            problems += errs
+            checked_layers.append(checked)
+        layers = checked_layers
+
+    if schedule is None:
+        schedule = "constant"
+    # `optimizer.lr=0.1` on a config that names no optimizer or schedule: keep the default's name.
+    if isinstance(optimizer, dict) and "name" not in optimizer:
+        optimizer = {"name": "adam", **optimizer}
+    if isinstance(schedule, dict) and "name" not in schedule:
+        schedule = {"name": "constant", **schedule}
+
+    named: dict[str, Any] = {"loss": loss, "optimizer": optimizer, "schedule": schedule}
+    for key in named:
+        if named[key] is not None:
+            named[key], errs = lookup(key).check(named[key], (key,))
+            problems += errs
+    return layers, named, problems
+
+
+def _check_task(cfg: Config) -> Problems:
+    """Metrics that serve the task, and an early-stopping monitor that training will log."""
+    problems = []
+    task = cfg.task_kind
+    metrics = lookup("metric")
+    for i, name in enumerate(cfg.metric_names):
+        if task not in metrics.get(name).tasks:
+            kind = "classification" if task == "regression" else "regression"
+            problems.append((("metrics", i), f"'{name}' is a {kind} metric and this is a {task} task"))
+    monitor, names = cfg.monitor, cfg.metric_names
+    train = [f"train_{m}" for m in names] if cfg.train.train_metrics else []
+    allowed = ["train_loss", "val_loss", *train, *(f"val_{m}" for m in names)]
+    if cfg.train.early_stopping and monitor not in allowed:
+        where = ("train", "early_stopping", "monitor")
+        if monitor in (f"train_{m}" for m in names):
+            problems.append((where, f"'{monitor}' is logged with train.train_metrics: true; set that, or monitor "
+                                    f"one of {', '.join(allowed)}"))
+        else:
+            problems.append((where, f"unknown monitor '{monitor}'{did_you_mean(monitor, allowed)}; choose from "
+                                    f"{', '.join(allowed)} (train_<metric> and val_<metric> need the metric in "
+                                    "metrics:)"))
+    return problems

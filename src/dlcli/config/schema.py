@@ -1,0 +1,223 @@
+"""The config schema: every key of a config, its type, default and range.
+
+The parameters of a layer, activation, loss, optimizer, schedule, metric or augmentation are not
+here: they are the signature of its registered builder (see registry.py), checked by checks.py.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from ..errors import ConfigError, SpecError
+from ..registry import implied_task, lookup
+from .lines import locate
+from .overrides import parse_key_path
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+BUILTIN_DATASETS = ("breast_cancer", "digits", "iris", "wine", "diabetes")
+Task = Literal["auto", "binary", "multiclass", "regression"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SplitConfig(Section):
+    val: Fraction = 0.0
+    test: Fraction = 0.0
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self):
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test must be below 1 to leave training rows, got {self.val + self.test:g}")
+        return self
+
+
+SOURCES = ("path", "train", "dataset", "openml", "torchvision", "images")  # exactly one per config
+
+
+class DataConfig(Section):
+    # Where the rows come from: exactly one of these (val/test files go with train).
+    path: str | None = None  # one table file: csv, tsv, parquet, npy, npz, HDF5 (.h5/.hdf5), ROOT
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    dataset: Literal[BUILTIN_DATASETS] | None = None  # type: ignore[valid-type]
+    openml: int | str | None = None  # an OpenML data id (the lecture's HIGGS is 23512), cached under root
+    torchvision: str | None = None  # a torchvision data set class: FashionMNIST, MNIST, CIFAR10, ...
+    images: str | None = None  # a folder with one subfolder of images per class (torchvision ImageFolder)
+
+    # Tables
+    target: str | None = None
+    features: list[str] | None = None
+    drop: list[str] | None = None
+    key: str | None = None  # HDF5: the group or data set holding the table
+    tree: str | None = None  # ROOT: the TTree to read
+    branches: list[str] | None = None  # ROOT: the branches to use as features (like features)
+    missing: Literal["error", "drop", "mean"] = "error"  # NaN in features: refuse, drop the rows, or fill
+
+    # Images
+    root: str = "data"  # where torchvision and OpenML files are kept (relative to the config's folder)
+    download: bool = False  # let torchvision / OpenML fetch missing files
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None  # [H, W]
+    color: Literal["grayscale", "rgb"] | None = None
+    augment: list[Any] | None = None  # transforms for the train split only: [{name: random_crop, ...}]
+
+    # Every source
+    split: SplitConfig = SplitConfig()
+    scale: Literal["none", "standard", "minmax"] = "none"
+    positive: list[str | int | float] | None = None  # these labels -> class 1, the rest -> class 0
+    stream: Literal["auto"] | bool = "auto"  # read batches through DataLoader workers instead of all at once
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"  # DataLoader worker processes
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        sources = [k for k in SOURCES if getattr(self, k) is not None]
+        if len(sources) != 1:
+            got = f"got {' and '.join(sources)}" if sources else "got none"
+            raise ValueError("give exactly one of path, train (with optional val, test files), dataset, openml, "
+                             f"torchvision or images; {got}")
+        if (self.val or self.test) and not self.train:
+            raise ValueError("val and test files go with a train file: set data.train")
+        if self.path or self.train:
+            if not self.target:
+                raise ValueError("data.target is required with a data file: the column (csv) or key (npz) to predict")
+        if self.features is not None and self.drop is not None:
+            raise ValueError("give features or drop, not both")
+        if self.branches is not None and (self.features is not None or self.drop is not None):
+            raise ValueError("branches are a ROOT file's features: give branches, features or drop, not two of them")
+        format_keys = [k for k in ("key", "tree", "branches") if getattr(self, k) is not None]
+        if format_keys and not (self.path or self.train):
+            raise ValueError(f"{format_keys[0]} describes what to read from a data file; it needs data.path or "
+                             "data.train")
+        return self
+
+
+class ModelConfig(Section):
+    input_shape: list[PositiveInt] | None = None
+    layers: Annotated[list[Any], Field(min_length=1)]
+
+
+class EarlyStopping(Section):
+    monitor: str = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: Annotated[int, Field(ge=0)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class TrainConfig(Section):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    device: str = "auto"
+    shuffle: bool = True
+    early_stopping: EarlyStopping | None = None
+    clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipnorm")
+    clip_grad_value: Annotated[float, Field(gt=0)] | None = Field(None, alias="clipvalue")
+    eval_batch_size: PositiveInt | Literal["auto"] = "auto"  # auto: 4096; 128 for convolutional nets on a CPU
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 adds a gradient scaler
+    compile: bool = False  # torch.compile the model (falls back to eager with a warning where it cannot)
+    channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models
+    tensorboard: bool = False  # also write scalars to RUN_DIR/tb (needs the tensorboard package)
+    train_metrics: bool = True  # log train_<metric> per epoch, from the predictions made while training
+
+    @model_validator(mode="before")
+    @classmethod
+    def _early_stopping_true(cls, values):
+        # `early_stopping: true` means the defaults; `false` means off.
+        if isinstance(values, dict) and isinstance(values.get("early_stopping"), bool):
+            values = {**values, "early_stopping": {} if values["early_stopping"] else None}
+        return values
+
+    @model_validator(mode="after")
+    def _known_device(self):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ValueError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got '{self.device}'")
+        return self
+
+
+class Config(Section):
+    name: str | None = None
+    seed: int = 42
+    task: Task = "auto"
+    data: DataConfig | None = None
+    model: ModelConfig
+    loss: Any
+    optimizer: Any = {"name": "adam", "lr": 0.001}
+    schedule: Any = None
+    train: TrainConfig = TrainConfig()
+    metrics: list[str] | None = None
+
+    _file: Path | None = PrivateAttr(None)
+    _lines: dict = PrivateAttr(default_factory=dict)
+
+    def came_from(self, file: Path, lines: dict) -> None:
+        """Remember the YAML file and the line of each key path: for messages, and for relative paths."""
+        self._file, self._lines = file.resolve(), lines
+
+    @property
+    def file(self) -> Path | None:
+        """The YAML file this config came from (None when built from a dict)."""
+        return self._file
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative data and custom-loss paths are relative to the config file's folder."""
+        return self._file.parent if self._file else Path.cwd()
+
+    def resolved(self) -> dict:
+        """The config as used, defaults filled in, paths absolute: what a run directory stores."""
+        return self.model_dump(mode="json", by_alias=False)
+
+    def error(self, path: str, message: str) -> ConfigError:
+        """A ConfigError at a key path (`model.layers[2].units`), with its line in the file."""
+        problem = locate(tuple(parse_key_path(path)), message, self._lines, {})
+        problem.path = path
+        return ConfigError([problem], str(self._file) if self._file else None)
+
+    @contextmanager
+    def section(self, prefix: str):
+        """A builder's SpecError (its key relative to the section) as a ConfigError at `prefix.<key>`."""
+        try:
+            yield
+        except SpecError as exc:
+            path = prefix + ("" if not exc.key else ("" if exc.key.startswith("[") else ".") + exc.key)
+            raise self.error(path, str(exc)) from None
+
+    # Derived facts the builders need, computed from the checked config.
+    @property
+    def output_activation(self) -> str:
+        last = self.model.layers[-1]
+        return last.get("activation") or "linear"
+
+    @property
+    def task_kind(self) -> str:
+        """binary | multiclass | regression, from `task:`, else the loss, else the output activation."""
+        if self.task != "auto":
+            return self.task
+        implied = implied_task(lookup("loss").tasks(self.loss))
+        if implied in ("binary", "multiclass", "regression"):
+            return implied
+        act = self.output_activation
+        act = act["name"] if isinstance(act, dict) else str(act)
+        if act == "sigmoid":
+            return "binary"
+        if act == "softmax":
+            return "multiclass"
+        return "binary" if implied == "classification" else "regression"
+
+    @property
+    def metric_names(self) -> list[str]:
+        if self.metrics is not None:
+            return self.metrics
+        return ["mae", "r2"] if self.task_kind == "regression" else ["accuracy"]
+
+    @property
+    def monitor(self) -> str:
+        return self.train.early_stopping.monitor if self.train.early_stopping else "val_loss"

@@ -1,0 +1,81 @@
+"""A loaded `data:` section: its splits, task, input shape, classes and fitted scaler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .scaler import Scaler
+
+TASKS = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class Fitted:
+    """What a run fitted on its training rows and stores, passed back in so that nothing is refitted."""
+
+    scaler: Scaler | None = None
+    classes: list | None = None  # original label values, index = class id
+    fill: dict[str, float] | None = None  # missing: mean: the train-split mean per feature
+
+
+@dataclass
+class Dataset:
+    """A loaded `data:` section.
+
+    Each split is either in memory, `(x, y)` numpy arrays already scaled (x float32 (n, *input_shape);
+    y int64 class ids (n,) or float32 (n, k) for regression), which the trainer indexes by batch, or a
+    `torch.utils.data.Dataset` (map-style or iterable) yielding one `(x, y)` sample at a time, scaled
+    and, for the train split, augmented: x a float32 tensor of `input_shape`, y an int class id or a
+    float32 (k,) tensor. The trainer reads those through DataLoader workers. An iterable split may
+    define `set_epoch(epoch)` to reshuffle, and must define `__len__` (its number of samples).
+    """
+
+    splits: dict[str, Any]  # "train" always; "val"/"test" when present
+    task: str  # "binary" | "multiclass" | "regression"
+    input_shape: tuple[int, ...]  # per sample, channels first
+    feature_names: list[str] | None  # table columns used, in order (None for images)
+    classes: list | None  # original label values, index = class id; None for regression
+    scaler: Scaler | None
+    source: str
+    counts: list[int] | None = None  # train samples per class id, for splits not held in memory
+    notes: list[str] = field(default_factory=list)  # what loading did that a user should hear (rows dropped, ...)
+    fill: dict[str, float] | None = None  # missing: mean: the train-split mean per feature, stored with the run
+
+    def class_counts(self) -> list[int] | None:
+        """Train-split samples per class id (for class weights and summaries)."""
+        if self.classes is None:
+            return None
+        train = self.splits["train"]
+        if in_memory(train):
+            return np.bincount(train[1], minlength=len(self.classes)).tolist()
+        return self.counts
+
+    def rows(self) -> dict[str, int]:
+        return {name: len(split[0]) if in_memory(split) else len(split) for name, split in self.splits.items()}
+
+    @property
+    def target_width(self) -> int:
+        """Values per target row: 1 for classification, k for a regression target of k values."""
+        if self.task != "regression":
+            return 1
+        from torch.utils.data import IterableDataset
+
+        train = self.splits["train"]
+        if in_memory(train):
+            y = train[1]
+        else:  # one sample's target: the first one served, or item 0 of a map-style data set
+            y = np.asarray(next(iter(train))[1] if isinstance(train, IterableDataset) else train[0][1])
+        return int(y.shape[-1]) if y.ndim else 1
+
+
+def in_memory(split) -> bool:
+    """A split held as (x, y) arrays, as opposed to a torch Dataset read sample by sample."""
+    return isinstance(split, tuple)
+
+
+def check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (resolve 'auto' first), got {task!r}")

@@ -1,0 +1,388 @@
+"""Tables larger than memory: read in chunks, fitted in one pass, served through DataLoader workers.
+
+`stream: auto` streams when the float32 feature table would take more than about half of the
+memory available now; `true` always streams, `false` never does. A streamed load:
+
+1. walks each file once, chunk by chunk (`Table.scan`), to count the rows, learn the classes and
+   fit the scaler and the `missing: mean` fill values on the train rows, without holding the table;
+2. gives each split as a `TableStream`, a torch IterableDataset that re-reads its chunks (each
+   chunk by itself: a byte range, row group or row range) in every epoch.
+
+Which split a row of a `path` file (or of a `train` file with `split:` fractions) goes to is a
+seeded hash of its row number, so nothing is remembered per row, every row is in exactly one split,
+and the split fractions hold approximately. In an epoch the train split visits its chunks in a
+seeded order that changes with the epoch, shards them across DataLoader workers, and mixes rows
+through a shuffle buffer; val and test rows come in file order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..config import DataConfig
+from ..errors import SpecError
+from ..messages import few
+from .dataset import Dataset, Fitted
+from .labels import class_list, plain
+from .resources import available_memory
+from .scaler import ColumnStats, Scaler
+from .splits import split_files
+from .tables import Chunk, Origin, Table, choose, open_table
+from .tables.columns import (
+    apply_fill,
+    block_length,
+    check_missing,
+    drop_note,
+    feature_values,
+    fill_note,
+    target_values,
+)
+
+MEMORY_SHARE = 0.5  # stream: auto streams tables whose float32 features exceed this share of free memory
+CHUNK_BYTES = 8 << 20  # float32 feature bytes per chunk (csv, npy, HDF5, ROOT; parquet uses row groups)
+SPLITS = ("train", "val", "test")  # split codes 0, 1, 2
+
+
+def should_stream(data: DataConfig) -> bool:
+    """`stream: true`, or `auto` with a feature table too large for memory (never when memory is unknown)."""
+    sources = _sources(data)
+    if data.stream is True:
+        for _, origin in sources:
+            with open_table(origin) as table:
+                if not table.streamable:
+                    raise SpecError(f"{origin.file}: an {Path(origin.file).suffix} archive cannot be read in "
+                                    "chunks; save its arrays as .npy, HDF5 or parquet, or set stream: false",
+                                    "stream")
+        return True
+    memory = available_memory()
+    if memory is None:
+        return False
+    size, width = 0, None
+    for _, origin in sources:
+        with open_table(origin) as table:
+            if not table.streamable:
+                return False
+            width = width or len(choose(table, origin))
+            size += 4 * width * (table.estimated_rows() or 0)
+    return size > MEMORY_SHARE * memory
+
+
+def _sources(data: DataConfig) -> list[tuple[str, Origin]]:
+    """(split role, file): role "path" or "train" for the main file, "val" / "test" for whole-split files."""
+    if data.path:
+        return [("path", Origin(data.path, "path", data, main=True))]
+    sources = [("train", Origin(data.train, "train", data, main=True))]
+    sources += [(name, Origin(path, name, data, main=False)) for name, path in split_files(data).items()]
+    return sources
+
+
+# ----------------------------------------------------------------------------------------------
+# Which split a row is in
+
+
+def row_uniform(seed: int, rows: np.ndarray) -> np.ndarray:
+    """A seeded hash (splitmix64) of row numbers -> floats in [0, 1), the same on every call."""
+    z = rows.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+@dataclass
+class FilePlan:
+    """One file of a streamed data set: its chunks and how its rows are spread over the splits."""
+
+    origin: Origin
+    role: str  # "path" / "train": split by hash; "val" / "test": every row in that split
+    chunks: list[Chunk]
+    test: float  # fractions carved by hash (path and train files)
+    val: float
+
+    def split_codes(self, seed: int, start: int, count: int) -> np.ndarray:
+        """0 (train), 1 (val) or 2 (test) for rows [start, start + count) of the file."""
+        if self.role in ("val", "test"):
+            return np.full(count, SPLITS.index(self.role), dtype=np.int8)
+        u = row_uniform(seed, np.arange(start, start + count))
+        return np.where(u < self.test, 2, np.where(u < self.test + self.val, 1, 0)).astype(np.int8)
+
+
+# ----------------------------------------------------------------------------------------------
+# The first pass
+
+
+class _FirstPass:
+    """What one walk over the files learns: rows per split, labels, statistics, missing values."""
+
+    def __init__(self, task: str, data: DataConfig):
+        self.task, self.data = task, data
+        self.rows = [0, 0, 0]  # kept rows per split code
+        self.labels: list[dict] = [{}, {}, {}]  # per split: plain label -> rows
+        self.files: list[dict] = [{}, {}, {}]  # per split: the files its rows came from (ordered set)
+        self.stats: ColumnStats | None = None
+        self.nan_values: np.ndarray | None = None  # missing: mean, NaN per feature value, every split
+        self.dropped: dict[str, list] = {}  # file -> [rows dropped, rows read, NaN columns mask]
+        self.names: list[str] | None = None
+        self.input_shape: tuple[int, ...] = ()
+        self.target_width = 1
+
+    def add(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray, origin: Origin) -> None:
+        flat = x.reshape(len(x), -1)
+        if self.stats is None:
+            self.stats = ColumnStats(flat.shape[1])
+            self.nan_values = np.zeros(flat.shape[1], dtype=np.int64)
+            self.input_shape = x.shape[1:]
+        nan = np.isnan(flat)
+        keep = np.ones(len(x), dtype=bool)
+        if self.data.missing == "drop":
+            lost = nan.any(axis=1)
+            record = self.dropped.setdefault(origin.file, [0, 0, np.zeros(flat.shape[1], dtype=bool)])
+            record[0] += int(lost.sum())
+            record[1] += len(x)
+            record[2] |= nan.any(axis=0)
+            keep = ~lost
+        elif self.data.missing == "mean":
+            self.nan_values += nan.sum(axis=0)
+        for code in range(3):
+            rows = keep & (codes == code)
+            if not rows.any():
+                continue
+            self.rows[code] += int(rows.sum())
+            self.files[code][origin.file] = None
+            if code == 0:
+                self.stats.add(flat[rows])
+            if self.task == "regression":
+                self.target_width = y.shape[1]
+                continue
+            values, counts = np.unique(y[rows], return_counts=True)
+            for value, count in zip(values, counts, strict=True):
+                label = plain(value)
+                self.labels[code][label] = self.labels[code].get(label, 0) + int(count)
+
+    def notes(self, names: list[str] | None) -> list[str]:
+        notes = []
+        for file, (dropped, total, columns) in self.dropped.items():
+            if dropped:
+                notes.append(drop_note(file, dropped, total, columns, names or [Path(file).name]))
+        if self.data.missing == "mean" and self.nan_values is not None and self.nan_values.any():
+            names = names or [str(j) for j in range(len(self.nan_values))]
+            notes.append(fill_note({names[j]: int(c) for j, c in enumerate(self.nan_values) if c}))
+        return notes
+
+
+def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | None = None,
+                  chunk_rows: int | None = None, shuffle_buffer: int | None = None) -> Dataset:
+    """The `data:` section as streamed splits (see the module docstring); same checks as an in-memory load."""
+    fitted = fitted or Fitted()
+    scaler, classes, fill = fitted.scaler, fitted.classes, fitted.fill
+    sources = _sources(data)
+    main = sources[0][1]
+    with open_table(main) as table:
+        features = choose(table, main)
+    chunk_rows = chunk_rows or max(1024, min(1 << 17, CHUNK_BYTES // (4 * len(features))))
+    seen = _FirstPass(task, data)
+    plans = []
+    for role, origin in sources:
+        test = data.split.test if role in ("path", "train") and not data.test else 0.0
+        val = data.split.val if role in ("path", "train") and not data.val else 0.0
+        plan = FilePlan(origin, role, [], test, val)
+        with open_table(origin) as table:
+            if not origin.main:
+                choose(table, origin, features)
+            for chunk, block in table.scan([*features, origin.target], chunk_rows):
+                x, names, y = _chunk_values(block, features, origin, task, chunk.start, check=True)
+                seen.add(x, y, plan.split_codes(seed, chunk.start, len(x)), origin)
+                seen.names = names
+                plan.chunks.append(chunk)
+        plans.append(plan)
+    if seen.rows[0] == 0:
+        raise SpecError(f"{main.file}: no training rows (the file is empty, or every row went to val/test or "
+                        "was dropped for missing values)", main.key)
+    classes = _check_labels(seen, classes, data, main) if task != "regression" else None
+    if data.missing == "mean" and fill is None:
+        fill = _fill_values(seen, main)
+    if scaler is None and data.scale != "none":
+        scaler = seen.stats.scaler(data.scale)
+    spec = _Spec(features, task, seed, classes, scaler, fill)
+    splits = {}
+    for code, name in enumerate(SPLITS):
+        if code == 0 or seen.rows[code]:
+            splits[name] = TableStream(plans, code, spec, seen.rows[code], shuffle=code == 0,
+                                       buffer=shuffle_buffer or chunk_rows)
+    counts = [seen.labels[0].get(c, 0) for c in classes] if classes is not None else None
+    table_bytes = 4 * sum(seen.rows) * math.prod(seen.input_shape)
+    notes = [f"stream: reading {' + '.join(Path(p.origin.file).name for p in plans)} in "
+             f"{sum(len(p.chunks) for p in plans)} chunks ({_size(table_bytes)} of float32 features)",
+             *seen.notes(seen.names)]
+    source = data.path or " + ".join(f for f in (data.train, data.val, data.test) if f)
+    return Dataset(splits, task, tuple(seen.input_shape), seen.names, classes, scaler, source, counts=counts,
+                   notes=notes, fill=fill)
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if nbytes < 1024:
+            return f"{nbytes:.0f} bytes" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GiB"
+
+
+def _chunk_values(block, features: list[str], origin: Origin, task: str, first_row: int, *, check: bool):
+    """One chunk's features (NaN kept unless missing: error refuses them) and target."""
+    block_length(block, features, origin)
+    x, names = feature_values(block, features, origin, first_row)
+    if check:
+        check_missing(x, names or features, origin, first_row)
+    y = target_values(block, origin, task, first_row, check_positive=False)
+    return x, names, y
+
+
+def _check_labels(seen: _FirstPass, classes: list | None, data: DataConfig, main: Origin) -> list:
+    train = seen.labels[0]
+    if data.positive is not None and not train.get(1):
+        raise SpecError(f"{main.file}: none of the positive labels {sorted(map(str, data.positive))} occur in "
+                        f"the target '{main.target}' of the training rows", "positive")
+    if classes is None:
+        classes = class_list(np.array(list(train), dtype=object if _mixed(train) else None))
+    known = set(classes)
+    for code in (0, 1, 2):
+        unknown = [label for label in seen.labels[code] if label not in known]
+        if unknown:
+            raise SpecError(f"{' + '.join(seen.files[code])}: label(s) {few(unknown, repr)} in the "
+                            f"{SPLITS[code]} rows are not among the training classes: {few(classes, repr, 20)}",
+                            "target")
+    return list(classes)
+
+
+def _mixed(labels: dict) -> bool:
+    return len({type(v) for v in labels}) > 1
+
+
+def _fill_values(seen: _FirstPass, main: Origin) -> dict[str, float]:
+    names = seen.names
+    if names is None:
+        raise SpecError("missing: mean fills table columns with their means, but these rows are images; use "
+                        "missing: drop", "missing")
+    empty = [names[j] for j in np.flatnonzero(seen.stats.n == 0)]
+    if empty:
+        raise SpecError(f"{main.file}: feature '{empty[0]}' has no values in the training rows, so missing: "
+                        "mean has nothing to fill it with; drop the column", main.feature_key(empty[0]))
+    return {name: float(m) for name, m in zip(names, seen.stats.mean, strict=True)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Serving a split
+
+
+@dataclass
+class _Spec:
+    """How every chunk is turned into samples: the fitted state shared by the splits."""
+
+    features: list[str]
+    task: str
+    seed: int
+    classes: list | None
+    scaler: Scaler | None
+    fill: dict[str, float] | None
+
+
+class TableStream(IterableDataset):
+    """One split of a streamed table: `(x, y)` samples, x a float32 tensor, y a class id or (k,) tensor.
+
+    `len()` is the split's number of rows. For the train split, `set_epoch(e)` picks the chunk
+    order and the shuffle for epoch e (the same for the same seed and epoch); chunks are shared out
+    across DataLoader workers, each chunk to one worker.
+    """
+
+    def __init__(self, plans: list[FilePlan], code: int, spec: _Spec, rows: int, *, shuffle: bool,
+                 buffer: int):
+        self.plans, self.code, self.spec, self.rows = plans, code, spec, rows
+        self.shuffle, self.buffer = shuffle, buffer
+        # Shared memory, so DataLoader workers that outlive an epoch (persistent_workers) see set_epoch.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.index = {c: i for i, c in enumerate(spec.classes)} if spec.classes is not None else None
+
+    @property
+    def split(self) -> str:
+        return SPLITS[self.code]
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch[0] = epoch
+
+    def work(self, epoch: int, worker: int = 0, workers: int = 1) -> list[tuple[int, int]]:
+        """(file, chunk) pairs a worker reads in an epoch: a seeded order for the train split, file order else."""
+        work = [(f, c) for f, plan in enumerate(self.plans) if self._serves(plan) for c in range(len(plan.chunks))]
+        if self.shuffle:
+            order = np.random.default_rng([self.spec.seed, epoch]).permutation(len(work))
+            work = [work[i] for i in order]
+        return work[worker::workers]
+
+    def _serves(self, plan: FilePlan) -> bool:
+        return plan.role in ("path", "train") or plan.role == self.split
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        epoch = int(self._epoch[0])
+        rng = np.random.default_rng([self.spec.seed, epoch, worker, 7])
+        tables: dict[int, Table] = {}
+        pool_x = pool_y = None
+        try:
+            for f, c in self.work(epoch, worker, workers):
+                if f not in tables:
+                    tables[f] = open_table(self.plans[f].origin)
+                x, y = self._chunk(tables[f], self.plans[f], self.plans[f].chunks[c])
+                if not self.shuffle:
+                    yield from _samples(x, y)
+                    continue
+                if pool_x is not None:
+                    x, y = np.concatenate([pool_x, x]), np.concatenate([pool_y, y])
+                order = rng.permutation(len(x))
+                # Keep up to `buffer` rows (at most half) back to mix with the next chunk's rows.
+                cut = len(x) - min(self.buffer, len(x) // 2)
+                yield from _samples(x[order[:cut]], y[order[:cut]])
+                pool_x, pool_y = x[order[cut:]], y[order[cut:]]
+            if pool_x is not None:
+                yield from _samples(pool_x, pool_y)
+        finally:
+            for table in tables.values():
+                table.close()
+
+    def _chunk(self, table: Table, plan: FilePlan, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        """This split's rows of a chunk, prepared as in training: missing values, scaling, class ids."""
+        spec, origin = self.spec, plan.origin
+        block = table.read_chunk(chunk, [*spec.features, origin.target])
+        x, names, y = _chunk_values(block, spec.features, origin, spec.task, chunk.start, check=False)
+        keep = plan.split_codes(spec.seed, chunk.start, len(x)) == self.code
+        flat = x.reshape(len(x), -1)
+        if origin.data.missing == "drop":
+            keep &= ~np.isnan(flat).any(axis=1)
+        x, y = x[keep], y[keep]
+        if spec.fill is not None:
+            apply_fill(x.reshape(len(x), -1), names, spec.fill, origin)
+        if spec.scaler is not None:
+            x = spec.scaler.transform(x)
+        if self.index is not None and len(y):
+            values, inverse = np.unique(y, return_inverse=True)
+            y = np.array([self.index[plain(v)] for v in values], dtype=np.int64)[inverse.reshape(-1)]
+        return np.ascontiguousarray(x, dtype=np.float32), y
+
+
+def _samples(x: np.ndarray, y: np.ndarray):
+    xt = torch.from_numpy(x)
+    if y.dtype.kind == "f":
+        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+        for i in range(len(xt)):
+            yield xt[i], yt[i]
+    else:
+        for i in range(len(xt)):
+            yield xt[i], int(y[i])

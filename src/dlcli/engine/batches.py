@@ -1,0 +1,131 @@
+"""Splits -> batches on the training device.
+
+Two ways in. A split held in memory becomes two tensors, kept on the GPU when they fit, and a batch
+is a slice of a device-side permutation: no per-sample Python, no host sync. A split that is a torch
+Dataset (streamed from disk, or augmented per sample) goes through a DataLoader with worker
+processes, pinned memory and non-blocking copies. Both yield `(x, y)` with y in the loss's format:
+float (n, 1) for binary, int64 (n,) for multi-class, float (n, k) for regression; y is None for
+inputs without targets (predict).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import in_memory
+from ..data.resources import worker_count
+
+
+def target_format(y: torch.Tensor, task: str) -> torch.Tensor:
+    """Labels or values -> what the task's losses take."""
+    if task == "multiclass":
+        return y.long().reshape(-1)
+    if task == "binary":
+        return y.float().reshape(-1, 1)
+    return y.float().reshape(len(y), -1)
+
+
+@dataclass
+class Tensors:
+    """One split as two tensors, targets in the loss's format (None: inputs only)."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray | None, task: str, device: torch.device) -> Tensors:
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    return Tensors(xt, None if y is None else target_format(torch.from_numpy(np.asarray(y)), task).to(device))
+
+
+def data_device(device: torch.device, nbytes: int) -> torch.device:
+    """Where in-memory data lives: on the training device when it takes under half its free memory."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < free // 2 else torch.device("cpu")
+
+
+class Batches:
+    """The batches of one split for one epoch at a time: `for xb, yb in batches.epoch(e): ...`."""
+
+    def __init__(self, split, task: str, device: torch.device, batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0, workers: int | str = "auto", memory_format=torch.contiguous_format):
+        self.task, self.device, self.batch_size, self.shuffle, self.seed = task, device, batch_size, shuffle, seed
+        self.memory_format = memory_format
+        if in_memory(split):
+            x, y = split
+            self.holder = data_device(device, x.nbytes + (0 if y is None else y.nbytes))
+            self.tensors = to_tensors(x, y, task, self.holder)
+            self.dataset = None
+            self.generator = torch.Generator(device=self.holder).manual_seed(seed)
+            self.n = len(self.tensors)
+        else:
+            self.tensors, self.dataset, self.n = None, split, len(split)
+            self.holder = torch.device("cpu")
+            self.generator = torch.Generator().manual_seed(seed)
+            self.workers = worker_count(workers)
+            self.loader = None
+
+    @property
+    def streamed(self) -> bool:
+        return self.dataset is not None
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-self.n // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        if not self.streamed:
+            return self._slices()
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        # Augmentation in the main process draws from the global RNG: seed it per epoch so a resumed
+        # run sees the same random crops as an uninterrupted one. Workers get seeds from the generator.
+        torch.manual_seed(self.seed * 100_003 + epoch)
+        return self._loaded()
+
+    def _slices(self):
+        t = self.tensors
+        if self.shuffle:  # the permutation is cut into batches in one call, not sliced per step
+            order = torch.randperm(self.n, device=self.holder, generator=self.generator)
+            pieces = ((t.x[idx], t.y[idx]) for idx in order.split(self.batch_size))
+        elif t.y is None:
+            pieces = ((xb, None) for xb in t.x.split(self.batch_size))
+        else:
+            pieces = zip(t.x.split(self.batch_size), t.y.split(self.batch_size))
+        copy = self.holder != self.device  # data too large for the GPU: copy batch by batch
+        reformat = self.memory_format is not torch.contiguous_format and t.x.ndim == 4
+        for xb, yb in pieces:
+            if copy:
+                xb = xb.to(self.device, non_blocking=True)
+                yb = None if yb is None else yb.to(self.device, non_blocking=True)
+            if reformat:
+                xb = xb.contiguous(memory_format=self.memory_format)
+            yield xb, yb
+
+    def _loaded(self):
+        from torch.utils.data import DataLoader, IterableDataset
+
+        if self.loader is None:
+            iterable = isinstance(self.dataset, IterableDataset)
+            self.loader = DataLoader(
+                self.dataset, batch_size=self.batch_size, shuffle=self.shuffle and not iterable,
+                num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                persistent_workers=self.workers > 0, generator=self.generator,
+                prefetch_factor=4 if self.workers > 0 else None,
+            )
+        for xb, yb in self.loader:
+            xb = xb.to(self.device, non_blocking=True)
+            if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=self.memory_format)
+            yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
+
+

@@ -1,0 +1,181 @@
+"""The training loop. `fit` reads top to bottom: per batch forward, loss, backward, clip, step; then the
+epoch's row (train loss and metrics, validation), the schedule, and the per-epoch callbacks.
+
+Data that fits in memory is held as tensors (on the GPU when training there) and batches are taken
+by index, never through per-sample Dataset calls; the loss is summed on the device and read once
+per epoch, so the host never waits for the GPU inside an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import TrainingFailed
+from ..nn.metrics import compute
+from ..nn.optimizers import build_optimizer
+from ..nn.schedules import build_schedule, monitor_mode
+from ..runs.checkpoint import load_checkpoint, restore_rng
+from .batches import Batches
+from .callbacks import Callback
+from .device import autocast
+from .inference import Gathered, convolutional, evaluate_batches, inference_batch_size
+from .setup import Setup
+from .state import State, Training
+
+
+def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
+        resume_from: Path | None = None) -> State:
+    """Train `setup.model` for the config's epochs (from a checkpoint's state, with `resume_from`)."""
+    cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
+    tc = cfg.train
+    fmt = memory_format(tc.channels_last, model)
+    model.to(device, memory_format=fmt)
+    loss_fn.to(device)
+    splits = setup.data.splits
+    train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
+                            workers=cfg.data.workers, memory_format=fmt)
+    val_batches = (Batches(splits["val"], task, device, inference_batch_size(model, device, tc.eval_batch_size),
+                           workers=cfg.data.workers, memory_format=fmt) if "val" in splits else None)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    monitor = monitored(setup)
+    training = Training(setup, model, optimizer, build_schedule(cfg.schedule, optimizer, epochs=tc.epochs),
+                        torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16"),
+                        train_batches.generator, len(train_batches), monitor,
+                        monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto"))
+    if resume_from is not None:
+        _restore(training, resume_from, device)
+    forward = _Compiled(model, callbacks) if tc.compile else model
+    grad_scaler, state = training.grad_scaler, training.state
+    per_batch = [cb for cb in callbacks if cb.per_batch]
+    min_delta = tc.early_stopping.min_delta if tc.early_stopping else 0.0
+
+    try:
+        for cb in callbacks:
+            cb.on_fit_start(training)
+        for epoch in range(state.epoch + 1, tc.epochs + 1):
+            if state.stopped_early:
+                break
+            for cb in callbacks:
+                cb.on_epoch_start(training, epoch)
+            started = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            total = torch.zeros((), device=device)
+            gathered = Gathered()  # this epoch's predictions, for train_<metric>: read once, at the end
+            for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
+                with autocast(device, tc.precision):
+                    out = forward(xb)
+                    loss = loss_fn(out, yb)
+                optimizer.zero_grad(set_to_none=True)
+                grad_scaler.scale(loss).backward()  # fp16 scales the loss; otherwise these calls pass through
+                if tc.clip_grad_norm or tc.clip_grad_value:
+                    grad_scaler.unscale_(optimizer)
+                    _clip(model, tc.clip_grad_norm, tc.clip_grad_value)
+                grad_scaler.step(optimizer)  # fp16: skips steps whose gradients overflowed
+                grad_scaler.update()
+                total.add_(loss.detach(), alpha=len(xb))
+                if tc.train_metrics:
+                    gathered.add(out.detach(), yb)
+                for cb in per_batch:
+                    cb.on_train_batch_end(training, b)
+
+            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(total, train_batches.n, epoch)}
+            if tc.train_metrics:
+                train_out = gathered.outputs(task, model.head)
+                row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
+                del gathered, train_out  # free the epoch's outputs before validation
+            if val_batches is not None:
+                val_loss, val_out = evaluate_batches(model, loss_fn, val_batches, precision=tc.precision)
+                row["val_loss"] = val_loss
+                row.update({f"val_{k}": v for k, v in compute(cfg.metric_names, val_out).items()})
+            row["epoch_seconds"] = time.perf_counter() - started
+
+            state.history.append(row)
+            state.epoch = epoch
+            training.improved = state.track(epoch, row[monitor], training.mode, min_delta)
+            training.schedule.step(row)
+            for cb in callbacks:
+                cb.on_epoch_end(training, row)
+    finally:
+        for cb in callbacks:
+            cb.on_fit_end(training)
+    return state
+
+
+def monitored(setup: Setup) -> str:
+    """The value that picks the best checkpoint: the early-stopping monitor, else val_loss if any."""
+    cfg = setup.config
+    if cfg.train.early_stopping or "val" in setup.data.splits:
+        return cfg.monitor
+    return "train_loss"
+
+
+def memory_format(option, model) -> torch.memory_format:
+    """channels_last for convolutional models, by default on every device: oneDNN's and cuDNN's convolutions
+    and torch's CPU max-pool are faster on NHWC (benchmarks/RESULTS.md)."""
+    use = option is True or option == "auto"
+    return torch.channels_last if use and convolutional(model) else torch.contiguous_format
+
+
+def _train_loss(total: torch.Tensor, rows: int, epoch: int) -> float:
+    train_loss = (total / rows).item()  # the epoch's one host sync
+    if not math.isfinite(train_loss):
+        raise TrainingFailed(f"the training loss became {train_loss} at epoch {epoch}; lower optimizer.lr, "
+                             "set train.clip_grad_norm, or check the data's scale (data.scale: standard)")
+    return train_loss
+
+
+def _clip(model: torch.nn.Module, norm: float | None, value: float | None) -> None:
+    if norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), norm)
+    if value:
+        torch.nn.utils.clip_grad_value_(model.parameters(), value)
+
+
+def _restore(training: Training, checkpoint: Path, device: torch.device) -> None:
+    """A checkpoint's model, optimizer, schedule, gradient scaler, state and RNG states into `training`."""
+    saved = load_checkpoint(checkpoint, device)
+    training.model.load_state_dict(saved["model"])
+    training.optimizer.load_state_dict(saved["optimizer"])
+    training.schedule.load_state_dict(saved["schedule"])
+    if training.grad_scaler.is_enabled() and saved.get("grad_scaler"):
+        training.grad_scaler.load_state_dict(saved["grad_scaler"])
+    training.state = State(**saved["state"])
+    restore_rng(saved["rng"], training.generator)
+    training.resumed = True
+
+
+class _Compiled:
+    """torch.compile(model), falling back to the model itself, with a warning, where compiling fails.
+
+    Compiling happens at the first call, so that is where a missing compiler or an unsupported
+    platform shows up; later recompiles (the last, smaller batch) fall back per graph by themselves.
+    """
+
+    def __init__(self, model, callbacks: list[Callback]):
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True
+        self.model, self.callbacks, self.works = model, callbacks, None
+        self.compiled = torch.compile(model)
+
+    def __call__(self, x):
+        if self.works is False:
+            return self.model(x)
+        try:
+            out = self.compiled(x)
+        except Exception as exc:  # noqa: BLE001 - any failure to compile means: train without compiling
+            if self.works:
+                raise
+            self.works = False
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            for cb in self.callbacks:
+                cb.on_note(f"warning: train.compile: torch.compile failed here ({type(exc).__name__}: {first}); "
+                           "training without it")
+            return self.model(x)
+        self.works = True
+        return out

@@ -1,0 +1,112 @@
+"""Config -> data, model and loss: the pieces every command needs, checked against each other.
+
+Builders raise `SpecError` relative to their own section; here those become `ConfigError`s naming
+the config file, the full key path and its line (`Config.section`), so a misfit reads like any
+other config error.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import Config
+from ..data import Dataset, Fitted, load_dataset
+from ..messages import few
+from ..nn.losses import LossContext, build_loss
+from ..nn.network import Network, build_model
+
+
+@dataclass
+class Setup:
+    config: Config
+    data: Dataset | None
+    model: Network
+    loss: nn.Module
+    task: str
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None) -> Setup:
+    """Load the data (when asked or needed for the input shape), build the model and the loss.
+
+    A stored run passes what it fitted on its train rows (`Run.fitted`): scaler, classes, and the
+    `missing: mean` fill values, so nothing is refitted.
+    """
+    fitted = fitted or Fitted()
+    task = cfg.task_kind
+    dataset = None
+    if cfg.data is None and need_data:
+        raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
+    if cfg.data is not None and (need_data or not cfg.model.input_shape):
+        with cfg.section("data"):
+            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
+                                   fill=fitted.fill)
+        if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
+            raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
+                            f"{list(dataset.input_shape)}; remove input_shape or make it match")
+    seed_everything(cfg.seed)
+    with cfg.section("model"):
+        model = build_model(cfg, dataset.input_shape if dataset else None)
+    if dataset is not None:
+        check_outputs(cfg, model, dataset, task)
+        if cfg.monitor.startswith("val_") and cfg.train.early_stopping and "val" not in dataset.splits:
+            raise cfg.error("train.early_stopping.monitor", f"'{cfg.monitor}' needs validation data: set "
+                            "data.split.val (a fraction) or data.val (a file), or monitor train_loss")
+    context = LossContext(
+        task=task,
+        output_activation=model.output_activation,
+        activation=model.head,
+        class_counts=dataset.class_counts() if dataset else None,
+        config_dir=cfg.base_dir,
+    )
+    with cfg.section("loss"):
+        loss = build_loss(cfg.loss, context)
+    return Setup(cfg, dataset, model, loss, task)
+
+
+def check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> None:
+    """The output layer fits the data: units, activation and task against the classes or target width."""
+    last = f"model.layers[{len(cfg.model.layers) - 1}]"
+    units = model.output_shape[-1] if len(model.output_shape) == 1 else None
+    if units is None:
+        raise cfg.error(last, f"the output must be flat, got shape {list(model.output_shape)}; end with a dense layer")
+    if task == "binary":
+        if len(data.classes) > 2:
+            n = len(data.classes)
+            fix = f"use units: {n} with activation: softmax and loss: categorical_crossentropy"
+            # Name what made the task binary: `task:`, else a sigmoid output, else the loss.
+            if cfg.task == "binary":
+                raise cfg.error("task", f"is binary but the target has {n} classes ({few(data.classes)}); "
+                                f"set task: multiclass (or leave it out) and {fix}")
+            if model.output_activation != "sigmoid":
+                loss = cfg.loss.get("name") if isinstance(cfg.loss, dict) else cfg.loss
+                raise cfg.error("loss", f"{loss} is for two classes but the target has {n} "
+                                f"({few(data.classes)}); {fix}")
+            raise cfg.error(f"{last}.activation", f"a sigmoid output is for two classes but the target has {n} "
+                            f"({few(data.classes)}); {fix}")
+        if units != 1:
+            raise cfg.error(f"{last}.units", f"a binary classifier has 1 output unit (with sigmoid), got {units}")
+        if model.output_activation != "sigmoid":
+            raise cfg.error(f"{last}.activation", f"a binary classifier needs activation: sigmoid on its output, "
+                            f"got '{model.output_activation}'")
+    elif task == "multiclass":
+        n = len(data.classes)
+        if units != n:
+            raise cfg.error(f"{last}.units", f"must equal the number of classes, {n} ({few(data.classes)}), got {units}")
+        if model.output_activation != "softmax":
+            raise cfg.error(f"{last}.activation", f"a multi-class classifier needs activation: softmax on its output, "
+                            f"got '{model.output_activation}'")
+    else:
+        width = data.target_width
+        if units != width:
+            raise cfg.error(f"{last}.units", f"must equal the number of target values per row, {width}, got {units}")

@@ -1,0 +1,55 @@
+"""What is being trained, and how far it has got: the objects the loop and its callbacks share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .setup import Setup
+
+
+@dataclass
+class State:
+    """What a checkpoint holds besides model, optimizer and schedule: enough to resume exactly."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the monitored value last improved
+    stopped_early: bool = False
+
+    def track(self, epoch: int, value: float, mode: str, min_delta: float) -> bool:
+        """Record an epoch's monitored value; whether it beat the best so far by more than min_delta."""
+        improved = self.best_value is None or _better(value, self.best_value, mode, min_delta)
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
+    if math.isnan(value):
+        return False
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+@dataclass
+class Training:
+    """One run's training: its setup, the optimizer and schedule built for it, and its state."""
+
+    setup: Setup
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object  # nn.schedules.Schedule
+    grad_scaler: torch.amp.GradScaler
+    generator: torch.Generator  # the train split's batch order
+    batches_per_epoch: int
+    monitor: str  # the value that picks the best checkpoint
+    mode: str  # min | max
+    state: State = field(default_factory=State)
+    resumed: bool = False
+    improved: bool = False  # whether the epoch just ended improved the monitored value

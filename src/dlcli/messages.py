@@ -1,0 +1,164 @@
+"""Words for people: "did you mean", key paths, short lists, and pydantic's errors said plainly.
+
+The config schema and every registry check values with pydantic; `translate` turns its errors into
+(key path, message) pairs such as (("model", "layers", 2, "units"), "must be a positive integer,
+got -3"), which the config then places at a file and line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+SHOW = 5  # items quoted in a message
+
+
+def normalize(name: str) -> str:
+    """The key two spellings of one name share: `MaxPooling2D` -> `maxpooling2d`."""
+    return "".join(ch for ch in str(name).lower() if ch not in "_- ")
+
+
+def suggest(word: str, candidates: list[str]) -> str | None:
+    """The closest candidate to a misspelled word, or None when nothing is close."""
+    by_key = {normalize(c): c for c in candidates}
+    hit = difflib.get_close_matches(normalize(word), list(by_key), n=1, cutoff=0.6)
+    return by_key[hit[0]] if hit else None
+
+
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    hint = suggest(word, candidates)
+    return f"; did you mean '{hint}'?" if hint else ""
+
+
+def few(items, fmt=str, limit: int = SHOW) -> str:
+    """The first few items of a list for a message: "3, 7, 9, ..."."""
+    items = list(items)
+    return ", ".join(fmt(i) for i in items[:limit]) + (", ..." if len(items) > limit else "")
+
+
+def article(word: str) -> str:
+    """"a loss", "an optimizer"."""
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def key_path(path) -> str:
+    """("model", "layers", 2, "units") -> "model.layers[2].units"."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tuple[tuple, str]]:
+    """Pydantic's errors -> (key path, message for people); one message per path."""
+    by_path: dict[tuple, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        path = _real_path(err["loc"], raw)
+        if err["type"] == "extra_forbidden":
+            key = path[-1]
+            fields = _fields_at(model, path[:-1])
+            msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
+            if fields:
+                msg += f" (allowed keys: {', '.join(fields)})"
+        else:
+            msg = _message(err)
+        by_path.setdefault(path, [])
+        if msg not in by_path[path]:
+            by_path[path].append(msg)
+    out = []
+    for path, msgs in by_path.items():
+        if len(msgs) > 1 and all(m.startswith("must be ") for m in msgs):
+            got = msgs[0].rsplit(", got ", 1)[-1] if ", got " in msgs[0] else None
+            parts = [m[len("must be ") :].rsplit(", got ", 1)[0] for m in msgs]
+            msg = "must be " + " or ".join(parts) + (f", got {got}" if got else "")
+        else:
+            msg = "; ".join(msgs)
+        out.append((path, msg))
+    return out
+
+
+def _real_path(loc: tuple, raw: Any) -> tuple:
+    """Drop pydantic's union-member tags from a location, keeping keys that exist in the input."""
+    path: list = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not _looks_like_tag(part):
+            path.append(part)  # a missing key, or an alias
+            node = None
+    return tuple(path)
+
+
+def _looks_like_tag(part: str) -> bool:
+    return any(ch in part for ch in "[]()-") or part in ("str", "int", "float", "bool", "list", "dict", "none")
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
+    """The keys the schema allows at a path, for "did you mean" and "allowed keys"."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        sub = _model_in(field.annotation)
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _message(err: dict) -> str:
+    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
+    got = f", got {value!r}" if not isinstance(value, dict) else ""
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer{got}"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return f"must be a number{got}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false{got}"
+    if kind in ("string_type",):
+        return f"must be a string{got}"
+    if kind in ("list_type", "tuple_type"):
+        return f"must be a list{got}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a mapping of keys{got}"
+    if kind == "greater_than" and ctx.get("gt") == 0:
+        return f"must be a positive {'integer' if isinstance(value, int) else 'number'}{got}"
+    if kind == "greater_than":
+        return f"must be greater than {ctx['gt']}{got}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx['ge']}{got}"
+    if kind == "less_than":
+        return f"must be below {ctx['lt']}{got}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx['le']}{got}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "literal_error":
+        expected = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        hint = did_you_mean(str(value), expected) if isinstance(value, str) else ""
+        return f"must be one of {', '.join(expected)}{got}{hint}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{err['msg'][0].lower()}{err['msg'][1:]}{got}"

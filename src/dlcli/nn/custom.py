@@ -1,0 +1,71 @@
+"""User code: the function a custom loss names (`loss: {name: custom, function: "my_losses.py:fn"}`).
+
+This is the one place where dlcli runs code that comes with a config: loading the config's loss
+imports the file (or module) and runs whatever it does at import, then calls the function every
+step. A config with a custom loss is code: run it only if you would run the file itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+
+_module_ids = itertools.count()
+
+
+def load_function(ref: str, config_dir: Path) -> Callable[..., Any]:
+    """The function `ref` names: "path/to/file.py:fn" (relative to `config_dir`) or "package.module:fn"."""
+    where, sep, attr = ref.rpartition(":")
+    if not (sep and where and attr):
+        raise SpecError(f"must be 'path/to/file.py:function' or 'package.module:function', got '{ref}'",
+                        key="function")
+
+    def fail(why: str) -> SpecError:
+        return SpecError(f"cannot import '{ref}': {why}", key="function")
+
+    try:
+        if where.endswith(".py") or "/" in where or "\\" in where:
+            module = _import_file(Path(config_dir) / Path(where).expanduser(), fail)
+        else:
+            module = importlib.import_module(where)
+    except SyntaxError as exc:
+        raise fail(f"syntax error in {Path(exc.filename or where).name}, line {exc.lineno}: {exc.msg}") \
+            from exc
+    except ModuleNotFoundError as exc:
+        raise fail(f"no module named '{exc.name}' (is its folder on the Python path?)") from exc
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise fail(f"importing it raised {type(exc).__name__}: {exc}") from exc
+
+    fn = getattr(module, attr, None)
+    if fn is None:
+        defined = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
+                   and getattr(v, "__module__", None) == module.__name__]
+        raise fail(f"module has no function '{attr}'; it defines: {', '.join(defined) or 'no functions'}")
+    if not callable(fn):
+        raise fail(f"'{attr}' is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def _import_file(path: Path, fail: Callable[[str], SpecError]) -> Any:
+    if not path.is_file():  # (an absolute path replaced config_dir when joined)
+        raise fail(f"file not found: {path}")
+    # A unique name, so two configs' `losses.py` do not replace each other in sys.modules.
+    name = f"_dlcli_custom_loss_{next(_module_ids)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickle look a function's module up there
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,311 @@
+"""Loss functions, by name: `loss: binary_crossentropy` or `loss: {name: focal, gamma: 2.0, alpha: 0.25}`.
+
+A loss is called as `loss(raw, target)`, `raw` being the model's output *before* its output
+activation. Cross-entropy and focal losses need a sigmoid (binary) or softmax (multiclass) output
+and read `raw` as logits, so they never take the log of a saturated probability; the others apply
+the output activation first and compare the predictions themselves.
+
+Targets: binary -> float (N, 1) of 0/1; multiclass -> int64 (N,) class indices or float (N, C)
+probability rows; regression -> float (N, k). The result is the mean over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BeforeValidator, Field
+from torch import Tensor, nn
+
+from ..errors import SpecError
+from ..registry import BINARY, CLASSIFICATION, MULTICLASS, REGRESSION, Registry, implied_task
+from .activations import ACTIVATIONS
+from .custom import load_function
+
+LOSSES = Registry("loss")
+
+
+@dataclass
+class LossContext:
+    task: str  # "binary" | "multiclass" | "regression"
+    output_activation: str | None  # canonical name of the last layer's activation; None = linear
+    activation: nn.Module | None  # that activation as a module (None = identity)
+    class_counts: list[int] | None = None  # training-set count per class index; None for regression
+    config_dir: Path = Path(".")  # custom loss files are relative to this
+
+
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Alpha = Probability | list[Probability] | None
+Base = Annotated[  # aliases such as "bce" are accepted and stored canonical
+    Literal["binary_crossentropy", "categorical_crossentropy", "focal"] | None,
+    BeforeValidator(lambda v: (LOSSES.canonical(v) or v) if isinstance(v, str) else v),
+]
+Weights = Literal["inverse_frequency", "effective_number"] | list[NonNegFloat]
+
+
+class Loss(nn.Module):
+    """mean(sample weight * terms(activation(raw), target)).
+
+    The fused losses have no activation: their terms take logits. `class_weight` (one per class) is
+    a buffer so `.to(device)` moves it; a sample's weight is its class's (for soft targets, the
+    target-weighted mix).
+    """
+
+    def __init__(self, name: str, terms: Callable[[Tensor, Tensor], Tensor], *, task: str,
+                 activation: nn.Module | None = None, class_weight: list[float] | None = None,
+                 mean: Callable[[Tensor, Tensor], Tensor] | None = None):
+        super().__init__()
+        self.name, self.terms, self.task = name, terms, task
+        self.mean = mean  # the unweighted mean in one fused call, where torch has one: fewer ops per step
+        self.activation = activation if activation is not None else nn.Identity()
+        self.fused = activation is None
+        weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", weight)
+
+    def forward(self, raw: Tensor, target: Tensor) -> Tensor:
+        if self.mean is not None and self.class_weight is None:  # the fused losses: no activation to apply
+            return self.mean(raw if self.fused else self.activation(raw), target)
+        loss = self.terms(self.activation(raw), target)
+        if self.class_weight is not None:
+            loss = loss * _sample_weights(self.class_weight.to(raw), raw, target, self.task)
+        return loss.mean()
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def build_loss(spec: str | dict, ctx: LossContext) -> nn.Module:
+    """The loss module of a spec; SpecError when it does not fit the task or the output layer."""
+    entry, params, _ = LOSSES.parse(spec)
+    return entry.builder(ctx, **params)
+
+
+def loss_task(spec: Any) -> str | None:
+    """The task a loss implies: binary, multiclass, classification (either), regression; None for custom."""
+    return implied_task(LOSSES.tasks(spec))
+
+
+# ----------------------------------------------------------------------------------------------
+# Regression: on the activated predictions
+
+
+@LOSSES.register("mse", "mean_squared_error", "MeanSquaredError", tasks=REGRESSION)
+def mse(ctx: LossContext) -> nn.Module:
+    """mean((ŷ - y)²)."""
+    return _regression(ctx, "mse", F.mse_loss)
+
+
+@LOSSES.register("mae", "mean_absolute_error", "MeanAbsoluteError", tasks=REGRESSION)
+def mae(ctx: LossContext) -> nn.Module:
+    """mean(|ŷ - y|)."""
+    return _regression(ctx, "mae", F.l1_loss)
+
+
+@LOSSES.register("huber", "Huber", "huber_loss", tasks=REGRESSION)
+def huber(ctx: LossContext, *, delta: Annotated[float, Field(gt=0)] = 1.0) -> nn.Module:
+    """mean of ½x² where |x| <= delta, else delta (|x| - ½ delta); x = ŷ - y."""
+    return _regression(ctx, "huber", partial(F.huber_loss, delta=delta))
+
+
+def _regression(ctx: LossContext, name: str, fn: Callable[..., Tensor]) -> Loss:
+    _check(ctx, name, "regression")
+    return Loss(name, partial(_elementwise, fn), task=ctx.task, activation=ctx.activation)
+
+
+def _elementwise(fn: Callable[..., Tensor], pred: Tensor, target: Tensor) -> Tensor:
+    # Reshaping keeps an (N,) target against (N, 1) predictions from broadcasting to (N, N).
+    return fn(pred, target.to(pred.dtype).reshape(pred.shape), reduction="none")
+
+
+# ----------------------------------------------------------------------------------------------
+# Classification: fused with the sigmoid / softmax, from the logits z
+
+
+@LOSSES.register("binary_crossentropy", "bce", "BinaryCrossentropy", "binary_cross_entropy", "log_loss",
+                 tasks=BINARY)
+def binary_crossentropy(ctx: LossContext, *, label_smoothing: Fraction = 0.0) -> nn.Module:
+    """-mean(y log σ(z) + (1 - y) log(1 - σ(z))); label smoothing as Keras': y -> y (1 - ls) + ls/2."""
+    _check(ctx, "binary_crossentropy", "binary")
+    return Loss("binary_crossentropy", partial(_bce_terms, smoothing=label_smoothing), task=ctx.task,
+                mean=partial(_bce_terms, smoothing=label_smoothing, reduction="mean"))
+
+
+@LOSSES.register("categorical_crossentropy", "cce", "CategoricalCrossentropy", "cross_entropy",
+                 "sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", "crossentropy", tasks=MULTICLASS)
+def categorical_crossentropy(ctx: LossContext, *, label_smoothing: Fraction = 0.0) -> nn.Module:
+    """-mean(Σ_c y_c log softmax(z)_c); label smoothing as torch's: y -> y (1 - ls) + ls/C."""
+    _check(ctx, "categorical_crossentropy", "multiclass")
+    return Loss("categorical_crossentropy", partial(_cce_terms, smoothing=label_smoothing), task=ctx.task,
+                mean=partial(_cce_terms, smoothing=label_smoothing, reduction="mean"))
+
+
+@LOSSES.register("focal", "focal_loss", "FocalLoss", "sigmoid_focal", "sigmoid_focal_loss", tasks=CLASSIFICATION)
+def focal(ctx: LossContext, *, gamma: NonNegFloat = 2.0, alpha: Alpha = 0.25) -> nn.Module:
+    """FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017), binary or multiclass by the task.
+
+    Binary: alpha_t = alpha for y = 1, 1 - alpha for y = 0, as torchvision's sigmoid_focal_loss.
+    Multiclass: one number multiplies every class. A list gives alpha_t per class; None, no alpha.
+    """
+    _check(ctx, "focal", "classification")
+    terms, alpha_weight = _focal_parts(ctx, gamma, alpha)
+    return Loss(f"focal, gamma={gamma}, alpha={alpha}", terms, task=ctx.task, class_weight=alpha_weight)
+
+
+@LOSSES.register("class_balanced", "balanced", "ClassBalanced", "class_balanced_loss", tasks=CLASSIFICATION,
+                 tasks_from="base")
+def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "inverse_frequency",
+                   beta: Fraction = 0.999, normalize: bool = True, gamma: NonNegFloat = 2.0,
+                   alpha: Alpha = None) -> nn.Module:
+    """mean over the batch of w_(class of sample) * base loss of the sample.
+
+    inverse_frequency: w_c ∝ 1/N_c, N_c = training samples of class c. With normalize: false the
+    binary loss is the lecture's -(1/N)((1/N_i) Σ_(k∈i) y_k log ŷ_k + (1/N_j) Σ_(k∈j) (1-y_k) log(1-ŷ_k)).
+    effective_number (Cui et al. 2019): w_c ∝ 1/E_(N_c), E_n = (1 - beta^n)/(1 - beta).
+    normalize scales computed weights to sum to the number of classes; a list is used as given.
+    base defaults to binary_crossentropy or categorical_crossentropy; gamma, alpha are focal's.
+    """
+    base = base or ("binary_crossentropy" if ctx.task == "binary" else "categorical_crossentropy")
+    _check(ctx, f"class_balanced with base {base}", implied_task(LOSSES.get(base).tasks))
+    class_weight = _class_weights(ctx, weights, beta, normalize)
+    if base == "focal":
+        terms, alpha_weight = _focal_parts(ctx, gamma, alpha)
+        if alpha_weight is not None and len(alpha_weight) != len(class_weight):
+            raise SpecError(f"alpha has {len(alpha_weight)} entries, weights {len(class_weight)}", "alpha")
+        if alpha_weight is not None:  # for hard labels, alpha_t w_t is one per-class weight
+            class_weight = [w * a for w, a in zip(class_weight, alpha_weight, strict=True)]
+    else:
+        terms = _bce_terms if base == "binary_crossentropy" else _cce_terms
+    return Loss(f"class_balanced, base={base}", terms, task=ctx.task, class_weight=class_weight)
+
+
+def _bce_terms(raw: Tensor, target: Tensor, smoothing: float = 0.0, reduction: str = "none") -> Tensor:
+    y = target if target.dtype == raw.dtype and target.shape == raw.shape else target.to(raw.dtype).reshape(raw.shape)
+    if smoothing:
+        y = y * (1 - smoothing) + 0.5 * smoothing
+    return F.binary_cross_entropy_with_logits(raw, y, reduction=reduction)
+
+
+def _cce_terms(raw: Tensor, target: Tensor, smoothing: float = 0.0, reduction: str = "none") -> Tensor:
+    y = target.to(raw.dtype) if _is_soft(raw, target) else target.reshape(-1).long()
+    return F.cross_entropy(raw, y, reduction=reduction, label_smoothing=smoothing)
+
+
+def _focal_parts(ctx: LossContext, gamma: float, alpha: float | list[float] | None):
+    """The focal terms, and alpha as per-class weights (or inside the terms when one multiclass number)."""
+    binary = ctx.task == "binary"
+    if isinstance(alpha, list):
+        return partial(_focal_terms, gamma=gamma, binary=binary), _check_length(ctx, alpha, "alpha")
+    if binary:
+        return partial(_focal_terms, gamma=gamma, binary=True), None if alpha is None else [1 - alpha, alpha]
+    return partial(_focal_terms, gamma=gamma, binary=False, scale=1.0 if alpha is None else alpha), None
+
+
+def _focal_terms(raw: Tensor, target: Tensor, gamma: float, binary: bool, scale: float = 1.0) -> Tensor:
+    if binary:  # torchvision's sigmoid_focal_loss, operation for operation
+        y = target.to(raw.dtype).reshape(raw.shape)
+        p = torch.sigmoid(raw)
+        p_t = p * y + (1 - p) * (1 - y)
+        return F.binary_cross_entropy_with_logits(raw, y, reduction="none") * ((1 - p_t) ** gamma)
+    log_p = F.log_softmax(raw, dim=-1)
+    return -scale * (_one_hot(raw, target) * (1 - log_p.exp()) ** gamma * log_p).sum(-1)
+
+
+def _class_weights(ctx: LossContext, weights: str | list[float], beta: float, normalize: bool) -> list[float]:
+    if isinstance(weights, list):
+        return _check_length(ctx, weights, "weights")
+    by_hand = "or give weights: [w_0, w_1, ...] by hand"
+    if ctx.class_counts is None:
+        raise SpecError(f"{weights} weights need the training set's class counts, {by_hand}", key="weights")
+    for c, n in enumerate(ctx.class_counts):
+        if n <= 0:
+            raise SpecError(f"class {c} has no training samples, so its {weights} weight is undefined; "
+                            f"drop the class {by_hand}", key="weights")
+    if weights == "inverse_frequency":
+        raw = [1 / n for n in ctx.class_counts]
+    else:
+        raw = [(1 - beta) / (1 - beta**n) for n in ctx.class_counts]
+    return [w * len(raw) / sum(raw) for w in raw] if normalize else raw
+
+
+def _check_length(ctx: LossContext, values: list[float], key: str) -> list[float]:
+    n = _n_classes(ctx)
+    if n is not None and len(values) != n:
+        raise SpecError(f"{key} has {len(values)} entries but there are {n} classes; give one per class", key)
+    return values
+
+
+def _sample_weights(class_weight: Tensor, raw: Tensor, target: Tensor, task: str) -> Tensor:
+    if task == "binary":
+        y = target.to(raw.dtype).reshape(raw.shape)
+        return class_weight[1] * y + class_weight[0] * (1 - y)
+    if class_weight.numel() != raw.shape[-1]:  # not caught at build time when class counts are unknown
+        raise SpecError(f"{class_weight.numel()} class weights, but the model has {raw.shape[-1]} outputs")
+    return _one_hot(raw, target) @ class_weight
+
+
+def _is_soft(raw: Tensor, target: Tensor) -> bool:
+    return target.is_floating_point() and target.shape == raw.shape
+
+
+def _one_hot(raw: Tensor, target: Tensor) -> Tensor:
+    """Class indices (N,) or probability rows (N, C) -> probability rows (N, C) in raw's dtype."""
+    if _is_soft(raw, target):
+        return target.to(raw.dtype)
+    return F.one_hot(target.reshape(-1).long(), raw.shape[-1]).to(raw.dtype)
+
+
+def _n_classes(ctx: LossContext) -> int | None:
+    return 2 if ctx.task == "binary" else len(ctx.class_counts) if ctx.class_counts else None
+
+
+def _check(ctx: LossContext, loss: str, needs: str) -> None:
+    """SpecError, saying what would fit, unless `loss` (made for `needs`) fits the task and output layer."""
+    fits = {"binary": "binary_crossentropy and a sigmoid output (1 unit)",
+            "multiclass": "categorical_crossentropy and a softmax output"}
+    if needs == "regression":
+        if ctx.task != "regression":
+            raise SpecError(f"{loss} is a regression loss; for a {ctx.task} task use "
+                            f"{fits.get(ctx.task, 'custom')}, or set task: regression")
+        return
+    if ctx.task == "regression":
+        raise SpecError(f"{loss} is a classification loss; for regression use mse, mae or huber")
+    if needs == "binary" and ctx.task != "binary":
+        raise SpecError(f"{loss} is for two classes; with {_n_classes(ctx) or 'more than two'} classes "
+                        f"use {fits['multiclass']}")
+    if needs == "multiclass" and ctx.task != "multiclass":
+        raise SpecError(f"{loss} is for three or more classes; with two classes use {fits['binary']}")
+    want = "sigmoid" if ctx.task == "binary" else "softmax"
+    got = ACTIVATIONS.canonical(ctx.output_activation or "linear") or ctx.output_activation
+    if got != want:
+        raise SpecError(f"{loss} needs a {want} output layer (set the last layer's activation: {want}), "
+                        f"got '{got}'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Custom: a function of your own (nn/custom.py imports it: code that runs)
+
+
+@LOSSES.register("custom", "custom_loss")
+def custom(ctx: LossContext, *, function: Annotated[str, Field(min_length=1)]) -> nn.Module:
+    """fn(prediction, target) -> scalar tensor, from "path/to/file.py:fn" or "package.module:fn".
+
+    `prediction` is the activated output: probabilities for a sigmoid or softmax output layer.
+    """
+    fn = load_function(function, ctx.config_dir)
+    return Loss(f"custom, function={function}", partial(_call_custom, fn, function), task=ctx.task,
+                activation=ctx.activation)
+
+
+def _call_custom(fn: Callable[..., Any], ref: str, prediction: Tensor, target: Tensor) -> Tensor:
+    out = fn(prediction, target)
+    if not isinstance(out, Tensor) or out.numel() != 1:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+        raise SpecError(f"custom loss '{ref}' must return a scalar tensor, got {got}", key="function")
+    return out.reshape(())

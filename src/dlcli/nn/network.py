@@ -1,0 +1,112 @@
+"""The `Network` a config's `model:` section becomes: its layers in order, the output activation apart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SpecError
+from ..messages import key_path
+from .activations import build_activation
+from .layers import LAYERS, Shape
+
+
+@dataclass
+class LayerInfo:
+    name: str  # Keras-style unique name: dense, dense_1, max_pooling2d, ...
+    type: str  # Keras' class name: Dense, Conv2D, ...
+    output_shape: Shape
+    modules: list[nn.Module]  # what this config layer became (layer, then activation)
+
+
+class Network(nn.Module):
+    """The model a config describes.
+
+    `forward(x)` returns the last layer's output *before* its activation (the logits of a
+    sigmoid or softmax classifier), which losses fuse with their log; `predict(x)` applies it.
+    """
+
+    def __init__(self, input_shape: Shape, layers: list[LayerInfo], output_activation: str, head: nn.Module):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.layers_info = layers
+        self.output_activation = output_activation
+        body = [m for info in layers for m in info.modules]
+        if body and body[-1] is head:
+            body = body[:-1]
+        self.body = nn.Sequential(*body)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers_info[-1].output_shape
+
+
+def build_model(model: Any, input_shape: Shape | list[int] | None = None) -> Network:
+    """Build the network of a `Config`, its `model:` section, or a plain dict of that section.
+
+    The layers of a dict are checked here (SpecError at `layers[i].<key>`); a config's were checked
+    when it was loaded.
+    """
+    model = getattr(model, "model", model)  # a Config: its model section
+    if isinstance(model, dict):
+        layers, declared = check_layers(model.get("layers")), model.get("input_shape")
+    else:
+        layers, declared = model.layers, model.input_shape
+    shape = tuple(input_shape or declared or ())
+    if not shape:
+        raise SpecError("the input shape is unknown: set model.input_shape, or give data: so it can be read off",
+                        "input_shape")
+    infos: list[LayerInfo] = []
+    counts: dict[str, int] = {}
+    head: nn.Module = nn.Identity()
+    output_activation = "linear"
+    for i, spec in enumerate(layers):
+        params = {k: v for k, v in spec.items() if k not in ("type", "activation")}
+        entry = LAYERS.get(spec["type"])
+        try:
+            module, out_shape = entry.builder(shape, **params)
+        except SpecError as exc:
+            raise SpecError(str(exc), f"layers[{i}]" + (f".{exc.key}" if exc.key else "")) from None
+        modules = [module]
+        output_activation = "linear"
+        head = nn.Identity()
+        if spec.get("activation") is not None:
+            output_activation, head = build_activation(spec["activation"])
+            modules.append(head)
+        name = keras_name(entry.display or entry.name)
+        n = counts.get(name, 0)
+        counts[name] = n + 1
+        infos.append(LayerInfo(name if n == 0 else f"{name}_{n}", entry.display or entry.name, out_shape, modules))
+        shape = out_shape
+    return Network(tuple(input_shape or declared), infos, output_activation, head)
+
+
+def check_layers(layers: Any) -> list[dict]:
+    """A `layers:` list checked against the layer registry: SpecError at the first problem."""
+    if not isinstance(layers, list) or not layers:
+        raise SpecError(f"must be a list of one or more layers, got {layers!r}", "layers")
+    checked = []
+    for i, spec in enumerate(layers):
+        layer, problems = LAYERS.check(spec, ("layers", i))
+        if problems:
+            path, message = problems[0]
+            raise SpecError(message, key_path(path))
+        checked.append(layer)
+    return checked
+
+
+def keras_name(class_name: str) -> str:
+    """A layer's name as Keras derives it from its class: MaxPooling2D -> max_pooling2d, Conv2D -> conv2d."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()

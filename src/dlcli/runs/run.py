@@ -1,0 +1,83 @@
+"""The `Run` object: a run directory opened, the one way every command reads a trained run.
+
+    run = Run.open("runs/quickstart/20261202-101500")
+    run.config, run.fitted, run.task                       # the config as trained, its scaler, classes, fill
+    model, checkpoint, epoch = run.network("best", device)   # the network with a checkpoint's weights
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config, load_config
+from ..data import Fitted, Scaler
+from ..errors import RunError
+from ..nn.network import Network, build_model
+from .checkpoint import load_checkpoint
+from .files import read_json
+from .layout import CHECKPOINTS, CONFIG, LABELS, RUN_INFO, SCALER, check_run_dir
+
+CHECKPOINT_NAMES = ("best", "last")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: Config  # config.yaml, with any overrides applied
+    info: dict  # run.json
+    labels: dict  # labels.json: task, classes, feature_names, input_shape, source, rows, fill
+    scaler: Scaler | None  # scaler.json
+
+    @classmethod
+    def open(cls, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Run:
+        path = check_run_dir(run_dir)
+        config = load_config(path / CONFIG, overrides)
+        info = read_json(path / RUN_INFO)
+        labels = read_json(path / LABELS) if (path / LABELS).exists() else {}
+        scaler = None
+        if (path / SCALER).exists():
+            try:
+                scaler = Scaler.from_dict(read_json(path / SCALER))
+            except ValueError as exc:
+                raise RunError(f"{path / SCALER}: {exc}") from None
+        return cls(path, config, info, labels, scaler)
+
+    @property
+    def fitted(self) -> Fitted:
+        """What the run fitted on its training rows: passed to the data so that nothing is refitted."""
+        return Fitted(self.scaler, self.labels.get("classes"), self.labels.get("fill"))
+
+    @property
+    def task(self) -> str:
+        return self.labels.get("task") or self.config.task_kind
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.labels.get("input_shape") or self.config.model.input_shape or ())
+
+    def checkpoint(self, which: str = "best") -> tuple[str, Path]:
+        """(the checkpoint used, its file): `best` falls back to `last` for a run that never saved a best."""
+        path = self.path / CHECKPOINTS / f"{which}.pt"
+        if which == "best" and not path.exists():
+            which, path = "last", self.path / CHECKPOINTS / "last.pt"
+        if not path.exists():
+            raise RunError(f"{self.path}: no {which} checkpoint ({path} is missing)")
+        return which, path
+
+    def load_weights(self, model: Network, which: str, device) -> tuple[str, int]:
+        """A checkpoint's weights into `model`, moved to `device`: (the checkpoint used, its epoch)."""
+        chosen, path = self.checkpoint(which)
+        saved = load_checkpoint(path, device)
+        model.to(device).load_state_dict(saved["model"])
+        return chosen, saved["state"]["epoch"]
+
+    def network(self, which: str = "best", device=None) -> tuple[Network, str, int]:
+        """The run's network, built from its config and stored input shape (no training data needed), with
+        a checkpoint's weights: (network, the checkpoint used, its epoch)."""
+        import torch
+
+        with self.config.section("model"):
+            model = build_model(self.config, self.input_shape or None)
+        chosen, epoch = self.load_weights(model, which, device or torch.device("cpu"))
+        return model, chosen, epoch
