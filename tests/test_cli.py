@@ -3,8 +3,10 @@
 Each test starts `dlcli` as its own process, in a temporary folder (so `runs/` lands there), and
 checks the exit code, what it printed and the files it wrote. The configs are tiny (scikit-learn's
 bundled tables, a few epochs) so a command takes a few seconds, most of it importing torch. The
-bad-input cases run on a background worker from the first test on, and the uninterrupted run the
-resume tests compare against trains while they interrupt theirs, so the CPU is rarely idle.
+bad-input cases, which fail within a second once torch is imported, share one process that runs
+`dlcli`'s `main()` for each of them in turn (`Cli.run_each`); it starts with the first test and runs
+beside the others, and the uninterrupted run the resume tests compare against trains while they
+interrupt theirs, so the CPU is rarely idle.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ _SCRIPT = Path(sys.executable).with_name("dlcli")
 DLCLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "dlcli.cli"]
 WORKERS = max(2, min(4, os.cpu_count() or 2))  # dlcli processes at a time on the pool
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
+# Tests that train through dlcli processes are marked slow (a few seconds each, most of it importing
+# torch): `pytest -m "not slow"` keeps the bad-input cases, which share one process.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,6 +67,15 @@ class Cli:
                               timeout=timeout)
         return Result(args, proc.returncode, proc.stdout, proc.stderr)
 
+    def run_each(self, commands: list[tuple[list[str], Path]], timeout: float = 300) -> list[Result]:
+        """Several commands in one process, one after the other, each as `dlcli ARGS` run in its folder would:
+        its exit code, its stdout and stderr (an uncaught exception's traceback included)."""
+        todo = json.dumps([[[str(a) for a in args], str(cwd)] for args, cwd in commands])
+        proc = subprocess.run([sys.executable, "-c", EACH], input=todo, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr
+        return [Result(args, *outcome) for (args, _), outcome in zip(commands, json.loads(proc.stdout))]
+
     def start(self, *args, cwd: Path, log: Path) -> subprocess.Popen:
         """A dlcli process left running, its stdout and stderr going to `log`.out / `log`.err."""
         preexec = None
@@ -74,6 +87,27 @@ class Cli:
         with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
             return subprocess.Popen([*DLCLI, *map(str, args)], cwd=cwd, env=self.env, stdout=out, stderr=err,
                                     preexec_fn=preexec)
+
+
+EACH = """\
+import contextlib, io, json, os, sys, traceback
+import dlcli.cli.app as app
+results = []
+for args, cwd in json.load(sys.stdin):
+    os.chdir(cwd)
+    app.DEBUG, sys.argv, code = False, ["dlcli", *args], 0
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            app.main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
 
 
 def finished(proc: subprocess.Popen, log: Path, timeout: float = 300) -> Result:
@@ -89,7 +123,7 @@ def ok(result: Result) -> Result:
 
 
 @pytest.fixture(scope="session")
-def cli(request, tmp_path_factory) -> Cli:
+def cli() -> Cli:
     env = dict(os.environ)
     for key in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE"):
         env.pop(key, None)  # rich's defaults for a pipe: 80 columns, no colour
@@ -97,12 +131,9 @@ def cli(request, tmp_path_factory) -> Cli:
                # One CPU thread per process: tiny models gain nothing from more, and on a busy
                # 2-core machine OpenMP threads of side-by-side processes slow each other ~100x.
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    if env.pop("PYTHONDONTWRITEBYTECODE", None):
-        # Without cached bytecode each process compiles torch's Python files again (~6 s). Keep
-        # the cache under pytest's cache folder instead of the virtual environment.
-        cache = getattr(request.config, "cache", None)
-        folder = cache.mkdir("dlcli-pycache") if cache is not None else tmp_path_factory.mktemp("pycache")
-        env["PYTHONPYCACHEPREFIX"] = str(folder)
+    # PYTHONDONTWRITEBYTECODE (set on CI machines) stays: the packages' bytecode was compiled when uv installed
+    # them (pyproject.toml: compile-bytecode), and a PYTHONPYCACHEPREFIX would make every process look for
+    # it there instead, so the first one compiled torch again.
     return Cli(env)
 
 
@@ -179,6 +210,7 @@ def bc(cli, tmp_path_factory):
     return SimpleNamespace(folder=folder, config=folder / "bc.yaml", run=run, result=result)
 
 
+@pytest.mark.slow
 def test_train_fills_the_run_directory(bc):
     out = ok(bc.result).stdout
     assert "completed 3 epochs" in out
@@ -234,6 +266,7 @@ def _from_confusion_matrix(cm: list[list[int]]) -> tuple[np.ndarray, np.ndarray]
     return np.array(y_true), np.array(y_pred)
 
 
+@pytest.mark.slow
 def test_evaluate_json_on_the_test_split(cli, bc):
     result = ok(cli.run("evaluate", bc.run, "--json", "--device", "cpu", cwd=bc.folder))
     report = json.loads(result.stdout)
@@ -255,6 +288,7 @@ def test_evaluate_json_on_the_test_split(cli, bc):
     assert report["classes"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_evaluate_table_on_the_val_split_with_the_last_checkpoint(cli, bc):
     result = ok(cli.run("evaluate", bc.run, "--split", "val", "--checkpoint", "last", "--device", "cpu",
                         cwd=bc.folder))
@@ -272,6 +306,7 @@ def test_evaluate_table_on_the_val_split_with_the_last_checkpoint(cli, bc):
         assert report["metrics"][name] == pytest.approx(float(last[f"val_{name}"]), rel=1e-6), name
 
 
+@pytest.mark.slow
 def test_summarize_a_run_and_a_config(cli, bc, pool):
     table = pool.submit(cli.run, "summarize", bc.run, cwd=bc.folder)
     as_json = pool.submit(cli.run, "summarize", "bc.yaml", "--json", cwd=bc.folder)
@@ -286,6 +321,7 @@ def test_summarize_a_run_and_a_config(cli, bc, pool):
         ("dense", [None, 8], 30 * 8 + 8), ("dropout", [None, 8], 0), ("dense_1", [None, 1], 8 + 1)]
 
 
+@pytest.mark.slow
 def test_resuming_a_completed_run_asks_for_more_epochs(cli, bc):
     before = (bc.run / "metrics.csv").read_text()
     result = cli.run("train", "--resume", bc.run, cwd=bc.folder)
@@ -299,6 +335,7 @@ def test_resuming_a_completed_run_asks_for_more_epochs(cli, bc):
 # 2. Determinism
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_train_identically(cli, bc):
     again = bc.folder / "again"
     ok(cli.run("train", "bc.yaml", "--run-dir", again, cwd=bc.folder))
@@ -335,6 +372,7 @@ def diabetes(cli, tmp_path_factory):
     return SimpleNamespace(folder=folder, result=result, runs=runs)
 
 
+@pytest.mark.slow
 def test_overrides_change_what_is_trained(diabetes):
     out = ok(diabetes.result).stdout
     assert len(diabetes.runs) == 1, diabetes.runs  # runs/<name>/<time>/ under the working directory
@@ -356,6 +394,7 @@ def test_overrides_change_what_is_trained(diabetes):
     assert not (run / "scaler.json").exists() or read_json(run / "scaler.json")["kind"] == "standard"
 
 
+@pytest.mark.slow
 def test_evaluate_a_regression_run(cli, diabetes):
     ok(diabetes.result)
     run = diabetes.runs[0]
@@ -421,6 +460,7 @@ def _check_resumed(run: Path, reference: list[dict[str, str]]) -> None:
     assert without_timing(rows) == without_timing(reference)  # as if never stopped: exact on the CPU
 
 
+@pytest.mark.slow
 @posix_only
 def test_resume_after_sigkill_matches_an_uninterrupted_run(cli, long):
     run, log = long.folder / "killed", long.folder / "killed-log"
@@ -439,6 +479,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(cli, long):
     _check_resumed(run, long.reference_rows())
 
 
+@pytest.mark.slow
 @posix_only
 def test_ctrl_c_marks_the_run_interrupted_and_resume_completes_it(cli, long):
     run, log = long.folder / "interrupted", long.folder / "interrupted-log"
@@ -582,38 +623,37 @@ DEBUG_CASE = Case(["--debug", "validate", "cfg.yaml"], tiny("type: dense, units:
 
 @pytest.fixture(scope="module", autouse=True)
 def bad_inputs(cli, tmp_path_factory, request):
-    """Every case this session collected, each in its own folder.
+    """Every case this session collected, each in its own folder, run by one process (`Cli.run_each`).
 
-    They start with the module's first test, one at a time on a worker of their own: the tests
-    above run one dlcli at a time, so these use the CPU those leave idle instead of adding to
-    the wall time. Their tests below then mostly read results that are already there.
+    It starts with the module's first test, on a worker of its own: the tests above run one dlcli at
+    a time, so the cases use the CPU those leave idle instead of adding to the wall time. Their tests
+    below then mostly read results that are already there.
     """
     selected = [getattr(item, "originalname", None) for item in request.session.items]
     cases = {item.callspec.params["case"]: CASES[item.callspec.params["case"]] for item in request.session.items
              if getattr(item, "originalname", None) == "test_bad_input"}
     if "test_debug_shows_the_traceback" in selected:
         cases["debug"] = DEBUG_CASE
-    started: dict[str, tuple[Path, Future]] = {}
     if not cases:
-        yield started
+        yield {}
         return
     base = tmp_path_factory.mktemp("bad")
-    executor = ThreadPoolExecutor(max_workers=1)
     for name, case in cases.items():
         folder = base / name
         folder.mkdir()
         for file, text in case.files.items():
             (folder / file).parent.mkdir(parents=True, exist_ok=True)
             (folder / file).write_text(text)
-        started[name] = folder, executor.submit(cli.run, *case.args, cwd=folder)
-    yield started
+    executor = ThreadPoolExecutor(max_workers=1)
+    results = executor.submit(cli.run_each, [(case.args, base / name) for name, case in cases.items()])
+    yield {name: (base / name, i, results) for i, name in enumerate(cases)}
     executor.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(case, bad_inputs):
-    folder, future = bad_inputs[case]
-    result: Result = future.result()
+    folder, i, results = bad_inputs[case]
+    result: Result = results.result()[i]
     assert result.returncode == 2, result
     assert "Traceback" not in result.output, result
     assert result.stderr.startswith("error: "), result
@@ -624,8 +664,8 @@ def test_bad_input(case, bad_inputs):
 
 
 def test_debug_shows_the_traceback(bad_inputs):
-    _, future = bad_inputs["debug"]
-    result: Result = future.result()
+    _, i, results = bad_inputs["debug"]
+    result: Result = results.result()[i]
     assert result.returncode != 0, result
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr, result
     assert "unknown layer type 'Dens'" in result.stderr
@@ -654,6 +694,7 @@ train: {epochs: 5, batch_size: 64, device: cpu}
 """
 
 
+@pytest.mark.slow
 def test_a_nan_loss_fails_the_run(cli, tmp_path):
     (tmp_path / "nan_loss.py").write_text(NAN_LOSS)
     (tmp_path / "nan.yaml").write_text(NAN_CONFIG)

@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_sco
 from typer.testing import CliRunner
 
 from dlcli import evaluate, predict, train
-from dlcli.cli import app
+from dlcli.cli.app import app
 from dlcli.errors import DataError
 
 _SCRIPT = Path(sys.executable).with_name("dlcli")

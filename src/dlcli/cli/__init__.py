@@ -1,5 +1,5 @@
 """The `dlcli` command line: the Typer app (app.py) and what it prints (render.py)."""
 
-from .app import app, main
+from .app import main
 
-__all__ = ["app", "main"]
+__all__ = ["main"]

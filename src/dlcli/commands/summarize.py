@@ -9,22 +9,26 @@ from ..config import load_config
 from ..engine.setup import prepare
 from ..nn.network import Network, build_model
 from ..nn.summary import summary_dict
+from ..runs.run import Run
 
 
 def summarize(target: str | Path) -> tuple[Network, str]:
     """The network of a config file or a run directory, and the name its summary is titled with.
 
-    The input shape comes from `model.input_shape`, else from the data (which is then loaded).
+    A run gives its stored input shape; a config its `model.input_shape`, else its data's (then loaded).
     """
     target = Path(target)
-    path = target / "config.yaml" if target.is_dir() else target
-    cfg = load_config(path)
+    if target.is_dir():
+        run = Run.open(target)
+        with run.config.section("model"):
+            return build_model(run.config, run.input_shape or None), run.config.name or run.path.parent.name
+    cfg = load_config(target)
     if cfg.model.input_shape or cfg.data is None:
         with cfg.section("model"):
             model = build_model(cfg)
     else:
         model = prepare(cfg).model
-    return model, cfg.name or (path.parent.parent.name if target.is_dir() else path.stem)
+    return model, cfg.name or target.stem
 
 
 def summary_table(model: Network, name: str = "sequential"):

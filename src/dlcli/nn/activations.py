@@ -26,6 +26,7 @@ def sigmoid() -> nn.Module:
 
 @ACTIVATIONS.register("tanh")
 def tanh() -> nn.Module:
+    """(e^x - e^-x) / (e^x + e^-x)."""
     return nn.Tanh()
 
 
@@ -55,6 +56,7 @@ def softmax() -> nn.Module:
 
 @ACTIVATIONS.register("gelu", "GELU")
 def gelu() -> nn.Module:
+    """x * Φ(x), Φ the standard normal's distribution function."""
     return nn.GELU()
 
 

@@ -99,29 +99,34 @@ def conv2d(in_shape: Shape, *, filters: Positive, kernel_size: Size = 3,
 @LAYERS.register("maxpool1d", "MaxPooling1D", "MaxPool1D", "max_pooling1d", display="MaxPooling1D")
 def maxpool1d(in_shape: Shape, *, pool_size: Size = 2, stride: Size | None = _stride_field(None),
               padding: Annotated[int, Field(ge=0)] = 0):
+    """The maximum over each pool_size window of a [channels, length] input (stride: pool_size by default)."""
     return _pool(in_shape, 1, nn.MaxPool1d, pool_size, stride, padding)
 
 
 @LAYERS.register("maxpool2d", "MaxPooling2D", "MaxPool2D", "max_pooling2d", display="MaxPooling2D")
 def maxpool2d(in_shape: Shape, *, pool_size: Size = 2, stride: Size | None = _stride_field(None),
               padding: Annotated[int, Field(ge=0)] = 0):
+    """The maximum over each pool_size window of a [channels, height, width] input (stride: pool_size by default)."""
     return _pool(in_shape, 2, nn.MaxPool2d, pool_size, stride, padding)
 
 
 @LAYERS.register("avgpool1d", "AveragePooling1D", "AvgPool1D", "average_pooling1d", display="AveragePooling1D")
 def avgpool1d(in_shape: Shape, *, pool_size: Size = 2, stride: Size | None = _stride_field(None),
               padding: Annotated[int, Field(ge=0)] = 0):
+    """The mean over each pool_size window of a [channels, length] input (stride: pool_size by default)."""
     return _pool(in_shape, 1, nn.AvgPool1d, pool_size, stride, padding)
 
 
 @LAYERS.register("avgpool2d", "AveragePooling2D", "AvgPool2D", "average_pooling2d", display="AveragePooling2D")
 def avgpool2d(in_shape: Shape, *, pool_size: Size = 2, stride: Size | None = _stride_field(None),
               padding: Annotated[int, Field(ge=0)] = 0):
+    """The mean over each pool_size window of a [channels, height, width] input (stride: pool_size by default)."""
     return _pool(in_shape, 2, nn.AvgPool2d, pool_size, stride, padding)
 
 
 @LAYERS.register("flatten", "Flatten", display="Flatten")
 def flatten(in_shape: Shape):
+    """Each sample as one flat vector: [channels, height, width] -> [channels * height * width]."""
     return nn.Flatten(), (math.prod(in_shape),)
 
 

@@ -163,7 +163,8 @@ def focal(ctx: LossContext, *, gamma: NonNegFloat = 2.0, alpha: Alpha = 0.25) ->
 def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "inverse_frequency",
                    beta: Fraction = 0.999, normalize: bool = True, gamma: NonNegFloat = 2.0,
                    alpha: Alpha = None) -> nn.Module:
-    """mean over the batch of w_(class of sample) * base loss of the sample.
+    """The base loss of each sample (bce, cce or focal) times its class's weight w_c: inverse_frequency (the
+    lecture's 1/N_c), effective_number (Cui et al. 2019), or a list; normalized to sum to the class count.
 
     inverse_frequency: w_c ∝ 1/N_c, N_c = training samples of class c. With normalize: false the
     binary loss is the lecture's -(1/N)((1/N_i) Σ_(k∈i) y_k log ŷ_k + (1/N_j) Σ_(k∈j) (1-y_k) log(1-ŷ_k)).

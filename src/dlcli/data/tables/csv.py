@@ -49,8 +49,7 @@ class CsvTable(Table):
         if target in features:
             return None
         with open(self.file, "rb") as f:
-            # Blocks of 1 MiB: freeing larger ones raises glibc's mmap threshold, after which every array up
-            # to that size lands on the heap, where freed memory is kept (16 MiB blocks held 12-17 MiB more).
+            # Small blocks: freeing large ones raises glibc's mmap threshold, and later arrays then stay on the heap.
             lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
         x = np.empty((lines + 1, len(features)), dtype=np.float32)  # at most one row per line
         targets, filled = [], 0
