@@ -133,6 +133,15 @@ def test_early_stopping_monitor_is_checked(tmp_path):
     assert "train.early_stopping.monitor: unknown monitor 'val_auc'" in msg
 
 
+def test_early_stopping_may_monitor_a_train_metric(tmp_path):
+    # As the README says: train_loss, val_loss, train_<metric> or val_<metric>.
+    cfg = load_config(write(tmp_path, BASE + "train: {early_stopping: {monitor: train_accuracy}}\n"))
+    assert cfg.monitor == "train_accuracy"
+    msg = problems(tmp_path, BASE + "train: {early_stopping: {monitor: train_accuracy}, train_metrics: false}\n")
+    assert "train.early_stopping.monitor: 'train_accuracy' is logged with train.train_metrics: true" in msg
+    assert "choose from" not in msg and "train_loss, val_loss, val_accuracy" in msg
+
+
 def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     sub = tmp_path / "configs"
     sub.mkdir()

@@ -51,6 +51,19 @@ def test_lecture_cnn_has_kerass_34826_parameters_and_shapes():
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_summary_names_layers_as_keras_prints_them():
+    # The lecture notebook's model.summary(): conv2d, max_pooling2d, conv2d_1, max_pooling2d_1, flatten, ...
+    s = summary_dict(build_model(LECTURE_CNN))
+    assert [(r["name"], r["type"]) for r in s["layers"]] == [
+        ("conv2d", "Conv2D"), ("max_pooling2d", "MaxPooling2D"), ("conv2d_1", "Conv2D"),
+        ("max_pooling2d_1", "MaxPooling2D"), ("flatten", "Flatten"), ("dropout", "Dropout"), ("dense", "Dense")]
+    others = build_model({"input_shape": [2, 8], "layers": [
+        {"type": "batchnorm"}, {"type": "avgpool1d"}, {"type": "conv1d", "filters": 2}, {"type": "flatten"},
+        {"type": "relu"}, {"type": "maxout", "units": 2}, {"type": "reshape", "shape": [2, 1]}]})
+    assert [r["name"] for r in summary_dict(others)["layers"]] == [
+        "batch_normalization", "average_pooling1d", "conv1d", "flatten", "activation", "maxout", "reshape"]
+
+
 def test_forward_returns_logits_and_predict_applies_the_output_activation():
     model = build_model(LECTURE_CNN).eval()
     x = torch.randn(4, 1, 28, 28)

@@ -1,11 +1,13 @@
 """The training loop in-process: reproducibility, early stopping, schedules, checkpoints, failures."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from dlcli import evaluate, train
+from dlcli.engine.callbacks import OnEpochEnd, on_rank, standard_callbacks
 from dlcli.errors import TrainingFailed
 from dlcli.runs import read_metrics
 
@@ -72,6 +74,47 @@ def test_early_stopping_stops_after_patience(cfg, tmp_path):
                 run_dir=tmp_path / "r", progress=False).run_dir
     info = json.loads((run / "run.json").read_text())
     assert info["stopped_early"] and info["epochs_completed"] == 4
+    # The last checkpoint records the stop (early stopping decides before it is saved): resuming trains no more.
+    resumed = train(None, resume=run, progress=False)
+    assert resumed.epochs == 4 and resumed.stopped_early and len(read_metrics(run / "metrics.csv")) == 4
+
+
+def test_early_stopping_on_a_train_metric(cfg, tmp_path):
+    # min_delta 0.5: no later epoch beats epoch 1's train accuracy by that, so patience 1 stops at epoch 3.
+    result = train(cfg, ["train.epochs=20", "train.early_stopping={monitor: train_accuracy, patience: 1, "
+                         "min_delta: 0.5}"], run_dir=tmp_path / "r", progress=False)
+    rows = read_metrics(result.run_dir / "metrics.csv")
+    assert (result.monitor, result.epochs, result.best_epoch, result.stopped_early) == ("train_accuracy", 3, 1, True)
+    assert result.best_value == rows[0]["train_accuracy"]
+
+
+def test_train_returns_how_the_run_ended(cfg, tmp_path):
+    result = train(cfg, ["train.epochs=3"], run_dir=tmp_path / "r", progress=False)
+    info = json.loads((result.run_dir / "run.json").read_text())
+    rows = read_metrics(result.run_dir / "metrics.csv")
+    assert result.status == info["status"] == "completed" and result.epochs == info["epochs_completed"] == 3
+    assert result.monitor == info["monitor"] == "val_loss" and not result.stopped_early
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert (result.best_epoch, result.best_value) == (best["epoch"], best["val_loss"])
+    assert result.metrics == rows[-1]  # metrics.csv stores each float's repr: read back exactly
+    assert Path(result) == result.run_dir and evaluate(result, plots=False)["epoch"] == best["epoch"]
+
+
+def test_a_per_epoch_hook_sees_every_row_and_the_state(cfg, tmp_path):
+    seen = []
+    hook = OnEpochEnd(lambda training, row: seen.append((training.state.epoch, dict(row))))
+    result = train(cfg, run_dir=tmp_path / "r", progress=False, callbacks=[hook])
+    assert seen == [(row["epoch"], row) for row in read_metrics(result.run_dir / "metrics.csv")]
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4]
+
+
+def test_callbacks_that_write_run_on_rank_zero_alone(cfg, tmp_path):
+    from dlcli.config import load_config
+
+    callbacks = standard_callbacks(load_config(cfg, ["train.early_stopping=true"]), tmp_path, progress=False)
+    assert [type(cb).__name__ for cb in callbacks] == ["EarlyStopping", "Checkpoint", "MetricsLog", "ProgressBar"]
+    assert on_rank(callbacks, 0) == callbacks
+    assert [type(cb).__name__ for cb in on_rank(callbacks, 1)] == ["EarlyStopping"]  # every rank must stop together
 
 
 def test_without_validation_data_best_is_last(cfg, tmp_path):

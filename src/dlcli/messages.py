@@ -64,7 +64,7 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
             if fields:
                 msg += f" (allowed keys: {', '.join(fields)})"
         else:
-            msg = _message(err)
+            msg = _message(err, _integer_at(model, path))
         by_path.setdefault(path, [])
         if msg not in by_path[path]:
             by_path[path].append(msg)
@@ -126,7 +126,33 @@ def _model_in(annotation) -> type[BaseModel] | None:
     return None
 
 
-def _message(err: dict) -> str:
+def _integer_at(model: type[BaseModel], path: tuple) -> bool:
+    """Whether the schema wants an integer at a path (so "positive integer" and not "positive number")."""
+    names = [part for part in path if isinstance(part, str)]
+    if not names:
+        return False
+    field = model.model_fields.get(names[-1]) if len(names) == 1 else None
+    if field is None:
+        parent = _model_at(model, tuple(names[:-1]))
+        field = parent.model_fields.get(names[-1]) if parent is not None else None
+    return field is not None and _is_int(field.annotation)
+
+
+def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    for part in path:
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return None
+    return model
+
+
+def _is_int(annotation) -> bool:
+    """int, or a union or Annotated type with int among its members."""
+    return annotation is int or any(_is_int(arg) for arg in get_args(annotation))
+
+
+def _message(err: dict, integer: bool = False) -> str:
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     got = f", got {value!r}" if not isinstance(value, dict) else ""
     if kind == "missing":
@@ -144,7 +170,7 @@ def _message(err: dict) -> str:
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"must be a mapping of keys{got}"
     if kind == "greater_than" and ctx.get("gt") == 0:
-        return f"must be a positive {'integer' if isinstance(value, int) else 'number'}{got}"
+        return f"must be a positive {'integer' if integer else 'number'}{got}"
     if kind == "greater_than":
         return f"must be greater than {ctx['gt']}{got}"
     if kind == "greater_than_equal":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import runs
 from ..config import Config, load_config
-from ..engine.callbacks import OnEpochEnd, standard_callbacks
+from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
 from ..engine.device import resolve_device
 from ..engine.loop import fit, monitored
 from ..engine.setup import Setup, prepare
@@ -43,8 +43,12 @@ class TrainResult:
 
 def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, ...] = (), *,
           run_dir: str | Path | None = None, device: str | None = None, resume: str | Path | None = None,
-          runs_root: str | Path = "runs", progress: bool | None = None) -> TrainResult:
-    """Train a config (a file or a loaded `Config`), or continue the run `resume` with `overrides`."""
+          runs_root: str | Path = "runs", progress: bool | None = None,
+          callbacks: list[Callback] = ()) -> TrainResult:
+    """Train a config (a file or a loaded `Config`), or continue the run `resume` with `overrides`.
+
+    `callbacks` run after the standard ones (engine/callbacks.py): a tuning trial's report, for one.
+    """
     if resume is not None:
         run = Run.open(resume, overrides)
         cfg, info = run.config, run.info
@@ -91,8 +95,8 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
 
     try:
         with _sigterm_as_interrupt():
-            callbacks = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch)]
-            state = fit(setup, dev, callbacks, resume_from=checkpoint)
+            every = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch), *callbacks]
+            state = fit(setup, dev, every, resume_from=checkpoint)
     except KeyboardInterrupt:
         finish("interrupted", message="stopped by the user; continue with dlcli train --resume " + str(folder))
         raise
