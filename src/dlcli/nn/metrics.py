@@ -27,7 +27,7 @@ class Outputs:
     """What a model produced on a split, on the CPU."""
 
     task: str
-    y_true: np.ndarray  # class indices (n,) for classification (uint8 for binary); values (n, k) for regression
+    y_true: np.ndarray | None  # class ids (n,) (uint8 for binary), or values (n, k); None for inputs alone
     y_prob: np.ndarray  # probabilities (n, C) for classification (C = 2 for binary); values (n, k) for regression
 
     @property
@@ -42,7 +42,8 @@ class Outputs:
         return "binary" if self.task == "binary" else "macro"
 
 
-@METRICS.register("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy", tasks=CLASSIFICATION)
+@METRICS.register("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+                  tasks=CLASSIFICATION)
 def accuracy(out: Outputs) -> float:
     """The share of rows whose predicted class is the true class."""
     return float(np.mean(out.y_true == out.y_pred)) if len(out.y_true) else math.nan
