@@ -62,9 +62,20 @@ def _param(name: str, field: FieldInfo) -> str:
     text = f"`{name}`" + "".join(f" (or `{c}`)" for c in choices if c != name)
     if field.default is PydanticUndefined:
         return text + " (required)"
-    default = field.default
-    shown = "none" if default is None else default if isinstance(default, str) else json.dumps(default)
-    return f"{text}: {_cell(shown)}"
+    return f"{text}: {_cell(_value(field.default))}"
+
+
+def _value(value) -> str:
+    """A default as YAML would read it: true, none, 0.001, [0.75, 1.333]."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def _summary(doc: str) -> str:
