@@ -4,7 +4,7 @@
     uv run python benchmarks/memory.py --rows 200000
 
 Writes a CSV of ROWS x 28 float features plus a 0/1 target, then runs two child processes and
-reads each one's own peak resident set size (ru_maxrss): one that imports dlcli's trainer and torch
+reads each one's own peak resident set size (ru_maxrss): one that imports dlcli's training loop and torch
 and does nothing, and one that runs `dlcli train` for one epoch on the CSV. The difference is what
 training costs in memory; the target is under 3x the float32 feature array (ROWS x 28 x 4 bytes).
 """

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlcli.errors import SpecError
+from dlcli.errors import ConfigError, SpecError
 from dlcli.nn.activations import ACTIVATIONS, build_activation
 from dlcli.nn.network import build_model
 from dlcli.nn.summary import summary_dict
@@ -139,6 +139,18 @@ def test_activations_match_their_formulas_and_gradcheck(name, params, reference)
 def test_every_activation_is_tested():
     tested = {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "softmax", "gelu", "silu", "linear"}
     assert set(ACTIVATIONS.names()) == tested
+
+
+def test_a_model_dict_is_checked_like_a_configs_model_section():
+    with pytest.raises(ConfigError) as info:
+        build_model({"input_shpe": [0], "layers": [{"type": "dense", "unit": 3}, {"type": "conv2d", "strides": 0}]})
+    assert str(info.value).splitlines() == [
+        "config: model.input_shpe: unknown key 'input_shpe'; did you mean 'input_shape'? (allowed keys: input_shape, "
+        "layers)",
+        "config: model.layers[0].units: required key is missing",
+        "config: model.layers[0].unit: unknown key 'unit'; did you mean 'units'? (allowed keys: units, use_bias)",
+        "config: model.layers[1].filters: required key is missing",
+        "config: model.layers[1].strides: must be a positive integer or a list, got 0"]
 
 
 @pytest.mark.parametrize("layers,key,fragment", [

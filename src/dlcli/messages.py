@@ -131,11 +131,13 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
     names = [part for part in path if isinstance(part, str)]
     if not names:
         return False
-    field = model.model_fields.get(names[-1]) if len(names) == 1 else None
-    if field is None:
-        parent = _model_at(model, tuple(names[:-1]))
-        field = parent.model_fields.get(names[-1]) if parent is not None else None
-    return field is not None and _is_int(field.annotation)
+    parent = _model_at(model, tuple(names[:-1]))
+    if parent is None:
+        return False
+    for name, field in parent.model_fields.items():  # the key as written may be an alias (strides, learning_rate)
+        if names[-1] == name or names[-1] in (getattr(field.validation_alias, "choices", None) or ()):
+            return _is_int(field.annotation)
+    return False
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:

@@ -148,8 +148,7 @@ class Registry:
         common, problems = validate_params(self.common, given, (), "python") if self.common else ({}, [])
         validated, errs = validate_params(entry.params, params, (), "python")
         if problems or errs:
-            # An unknown key first (a misspelled one also makes its real name look missing), then the deepest.
-            path, message = min(problems + errs, key=lambda p: (not p[1].startswith("unknown"), -len(p[0])))
+            path, message = first_problem(problems + errs)
             raise SpecError(message, key_path(path))
         return entry, validated, common
 
@@ -165,6 +164,12 @@ class Registry:
         entry = self._entries[canon]
         base = self.canonical(str(params.get(entry.tasks_from) or "")) if entry.tasks_from else None
         return self._entries[base].tasks if base else entry.tasks
+
+
+def first_problem(problems: Problems) -> tuple[tuple, str]:
+    """The one problem to report where only one is: an unknown key first (a misspelled key also makes its
+    real name look missing), then the deepest key path."""
+    return min(problems, key=lambda p: (not p[1].startswith("unknown"), -len(p[0])))
 
 
 def lookup(key: str) -> Registry:

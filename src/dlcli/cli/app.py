@@ -146,7 +146,8 @@ def summarize(
 ):
     """The model's layers, output shapes and parameter counts, as Keras' model.summary()."""
     from ..commands.summarize import summarize as run_summary
-    from ..commands.summarize import summary_dict, summary_table
+    from ..commands.summarize import summary_table
+    from ..nn.summary import summary_dict
 
     model, name = run_summary(target)
     if as_json:

@@ -9,6 +9,7 @@ from ..config import load_config
 from ..engine.setup import prepare
 from ..nn.network import Network, build_model
 from ..nn.summary import summary_dict
+from ..runs.layout import CONFIG, RUN_INFO
 from ..runs.run import Run
 
 
@@ -18,17 +19,18 @@ def summarize(target: str | Path) -> tuple[Network, str]:
     A run gives its stored input shape; a config its `model.input_shape`, else its data's (then loaded).
     """
     target = Path(target)
-    if target.is_dir():
+    if target.is_dir() and (target / RUN_INFO).exists():
         run = Run.open(target)
         with run.config.section("model"):
             return build_model(run.config, run.input_shape or None), run.config.name or run.path.parent.name
-    cfg = load_config(target)
+    path = target / CONFIG if target.is_dir() else target
+    cfg = load_config(path)
     if cfg.model.input_shape or cfg.data is None:
         with cfg.section("model"):
             model = build_model(cfg)
     else:
         model = prepare(cfg).model
-    return model, cfg.name or target.stem
+    return model, cfg.name or (target.parent.name if target.is_dir() else target.stem)
 
 
 def summary_table(model: Network, name: str = "sequential"):

@@ -44,14 +44,12 @@ def _check_specs(cfg: Config) -> Problems:
         cfg.data.augment, errs = _check_augment(cfg.data.augment)
         problems += errs
 
-    metrics = lookup("metric")
     if cfg.metrics is not None:
         names = []
         for i, name in enumerate(cfg.metrics):
-            canon = metrics.canonical(name)
-            if canon is None:
-                problems.append((("metrics", i), metrics.unknown_message(name)))
-            names.append(canon or name)
+            checked, errs = lookup("metric").check(name, ("metrics", i))
+            problems += errs
+            names.append(checked["name"] if checked else name)
         cfg.metrics = names
     if not problems:
         problems += _check_task(cfg)

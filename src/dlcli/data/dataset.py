@@ -26,10 +26,10 @@ class Dataset:
     """A loaded `data:` section.
 
     Each split is either in memory, `(x, y)` numpy arrays already scaled (x float32 (n, *input_shape);
-    y int64 class ids (n,) or float32 (n, k) for regression), which the trainer indexes by batch, or a
+    y int64 class ids (n,) or float32 (n, k) for regression), which the training loop indexes by batch, or a
     `torch.utils.data.Dataset` (map-style or iterable) yielding one `(x, y)` sample at a time, scaled
     and, for the train split, augmented: x a float32 tensor of `input_shape`, y an int class id or a
-    float32 (k,) tensor. The trainer reads those through DataLoader workers. An iterable split may
+    float32 (k,) tensor. The loop reads those through DataLoader workers. An iterable split may
     define `set_epoch(epoch)` to reshuffle, and must define `__len__` (its number of samples).
     """
 

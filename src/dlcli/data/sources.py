@@ -5,8 +5,8 @@
     train         train_files      a train file, plus val/test files or fractions carved from it
     dataset       sklearn_dataset  a data set bundled with scikit-learn
     openml        openml_table     an OpenML table, cached under data.root (openml.py)
-    torchvision   image_set        a torchvision image set (images/torchvision.py)
-    images        image_folder     a folder of images, one subfolder per class (images/folders.py)
+    torchvision   images           a torchvision image set (images/torchvision.py)
+    images        images           a folder of images, one subfolder per class (images/folders.py)
 
 Table sources give raw rows per split (tables/), which `table_dataset` finishes the same way for all:
 missing values, class ids, scaling. Every problem a user can fix raises SpecError with the key
@@ -175,15 +175,10 @@ def _fill_missing(parts: dict[str, Rows], data: DataConfig, fill: dict[str, floa
 # Image sources: images may stream through torch Datasets, so they have their own path (images/)
 
 
-@SOURCES.register("torchvision")
-def image_set(data: DataConfig, task: str, seed: int, fitted: Fitted) -> Dataset:
-    from .images import load_images
-
-    return load_images(data, task=task, seed=seed, fitted=fitted)
-
-
 @SOURCES.register("images")
-def image_folder(data: DataConfig, task: str, seed: int, fitted: Fitted) -> Dataset:
+@SOURCES.register("torchvision")  # (decorators apply bottom up: this one first, as in the config's order)
+def images(data: DataConfig, task: str, seed: int, fitted: Fitted) -> Dataset:
+    """A torchvision image set, or a folder of images with a subfolder per class."""
     from .images import load_images
 
     return load_images(data, task=task, seed=seed, fitted=fitted)

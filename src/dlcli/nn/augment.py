@@ -14,7 +14,7 @@ from pydantic import Field
 
 from ..errors import SpecError
 from ..messages import key_path
-from ..registry import Registry
+from ..registry import Registry, first_problem
 
 AUGMENTS = Registry("augmentation")
 
@@ -144,8 +144,8 @@ def build_augment(specs: list[Any] | None, shape: Shape):
     probe = torch.zeros(shape)
     for i, spec in enumerate(specs):
         checked, problems = AUGMENTS.check(spec, ("augment", i))
-        if problems:  # an unknown key first: a misspelled one also makes its real name look missing
-            path, message = min(problems, key=lambda p: not p[1].startswith("unknown"))
+        if problems:
+            path, message = first_problem(problems)
             raise SpecError(message, key_path(path))
         params = dict(checked)
         entry = AUGMENTS.get(params.pop("name"))

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..errors import SpecError
+from ..errors import ConfigError, Problem, SpecError
 from ..messages import key_path
+from ..registry import Params, validate_params
 from .activations import build_activation
 from .layers import LAYERS, Shape
+
+
+class ModelSpec(Params):
+    """A `model:` section given as a dict (the config's schema checks a file's)."""
+
+    input_shape: list[Annotated[int, Field(gt=0)]] | None = None
+    layers: Annotated[list[Any], Field(min_length=1)]
 
 
 @dataclass
@@ -57,12 +66,13 @@ class Network(nn.Module):
 def build_model(model: Any, input_shape: Shape | list[int] | None = None) -> Network:
     """Build the network of a `Config`, its `model:` section, or a plain dict of that section.
 
-    The layers of a dict are checked here (SpecError at `layers[i].<key>`); a config's were checked
-    when it was loaded.
+    A dict is checked here as a config's `model:` section would be (ConfigError listing every problem at
+    its `model.` key path); a config's was checked when it was loaded. A layer that does not fit the
+    one before raises SpecError at `layers[i]`.
     """
     model = getattr(model, "model", model)  # a Config: its model section
     if isinstance(model, dict):
-        layers, declared = check_layers(model.get("layers")), model.get("input_shape")
+        layers, declared = check_model(model), model.get("input_shape")
     else:
         layers, declared = model.layers, model.input_shape
     shape = tuple(input_shape or declared or ())
@@ -94,17 +104,17 @@ def build_model(model: Any, input_shape: Shape | list[int] | None = None) -> Net
     return Network(tuple(input_shape or declared), infos, output_activation, head)
 
 
-def check_layers(layers: Any) -> list[dict]:
-    """A `layers:` list checked against the layer registry: SpecError at the first problem."""
-    if not isinstance(layers, list) or not layers:
-        raise SpecError(f"must be a list of one or more layers, got {layers!r}", "layers")
+def check_model(model: dict) -> list[dict]:
+    """A `model:` dict's layers, checked and normalized; ConfigError with every problem found."""
+    _, problems = validate_params(ModelSpec, model, ("model",), "python")
+    layers = model.get("layers")
     checked = []
-    for i, spec in enumerate(layers):
-        layer, problems = LAYERS.check(spec, ("layers", i))
-        if problems:
-            path, message = problems[0]
-            raise SpecError(message, key_path(path))
+    for i, spec in enumerate(layers if isinstance(layers, list) else []):
+        layer, errs = LAYERS.check(spec, ("model", "layers", i))
+        problems += errs
         checked.append(layer)
+    if problems:
+        raise ConfigError([Problem(key_path(path), message) for path, message in problems])
     return checked
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -18,14 +19,11 @@ from .checkpoint import load_checkpoint
 from .files import read_json
 from .layout import CHECKPOINTS, CONFIG, LABELS, RUN_INFO, SCALER, check_run_dir
 
-CHECKPOINT_NAMES = ("best", "last")
-
 
 @dataclass
 class Run:
     path: Path
     config: Config  # config.yaml, with any overrides applied
-    info: dict  # run.json
     labels: dict  # labels.json: task, classes, feature_names, input_shape, source, rows, fill
     scaler: Scaler | None  # scaler.json
 
@@ -33,7 +31,6 @@ class Run:
     def open(cls, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Run:
         path = check_run_dir(run_dir)
         config = load_config(path / CONFIG, overrides)
-        info = read_json(path / RUN_INFO)
         labels = read_json(path / LABELS) if (path / LABELS).exists() else {}
         scaler = None
         if (path / SCALER).exists():
@@ -41,7 +38,12 @@ class Run:
                 scaler = Scaler.from_dict(read_json(path / SCALER))
             except ValueError as exc:
                 raise RunError(f"{path / SCALER}: {exc}") from None
-        return cls(path, config, info, labels, scaler)
+        return cls(path, config, labels, scaler)
+
+    @cached_property
+    def info(self) -> dict:
+        """run.json: status, times, epochs completed, best epoch (read when asked: evaluate needs none of it)."""
+        return read_json(self.path / RUN_INFO)
 
     @property
     def fitted(self) -> Fitted:
@@ -58,12 +60,12 @@ class Run:
 
     def checkpoint(self, which: str = "best") -> tuple[str, Path]:
         """(the checkpoint used, its file): `best` falls back to `last` for a run that never saved a best."""
-        path = self.path / CHECKPOINTS / f"{which}.pt"
+        chosen, path = which, self.path / CHECKPOINTS / f"{which}.pt"
         if which == "best" and not path.exists():
-            which, path = "last", self.path / CHECKPOINTS / "last.pt"
+            chosen, path = "last", self.path / CHECKPOINTS / "last.pt"
         if not path.exists():
             raise RunError(f"{self.path}: no {which} checkpoint ({path} is missing)")
-        return which, path
+        return chosen, path
 
     def load_weights(self, model: Network, which: str, device) -> tuple[str, int]:
         """A checkpoint's weights into `model`, moved to `device`: (the checkpoint used, its epoch)."""

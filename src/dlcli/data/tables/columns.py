@@ -1,10 +1,10 @@
 """Columns -> values, the same for every table format.
 
-The features as float32, the target as
-labels or regression values, and the checks on the way: text that is not a number, missing values
-(`missing: error | drop | mean`), one-hot targets, `positive:` labels. A block of columns is a
-DataFrame (csv, parquet, frames in memory) or a dict of numpy arrays (npy, npz, HDF5, ROOT); row
-numbers in messages count data rows from 1, offset by `first_row` for a chunk of a streamed file.
+The features as float32, the target as labels or regression values, and the checks on the way:
+text that is not a number, missing values (`missing: error | drop | mean`), one-hot targets,
+`positive:` labels. A block of columns is a DataFrame (csv, parquet, frames in memory) or a dict of
+numpy arrays (npy, npz, HDF5, ROOT); row numbers in messages count data rows from 1, offset by
+`first_row` for a chunk of a streamed file.
 """
 
 from __future__ import annotations
