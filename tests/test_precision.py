@@ -90,5 +90,5 @@ def test_fp16_checkpoint_keeps_the_gradient_scaler(tmp_path):
     cfg = copy.deepcopy(FFNN)
     cfg["train"].update(precision="fp16", epochs=1)
     run = train(load_config(cfg), run_dir=tmp_path / "r", progress=False).run_dir
-    saved = torch.load(run / "checkpoints/last.pt", weights_only=False)
+    saved = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert saved["grad_scaler"]["scale"] > 0

@@ -60,7 +60,7 @@ def test_metrics_rows_log_lr_losses_and_metrics(cfg, tmp_path):
 
 def test_best_checkpoint_holds_the_best_epoch(cfg, tmp_path):
     run = train(cfg, ["train.epochs=6"], run_dir=tmp_path / "r", progress=False).run_dir
-    best = torch.load(run / "checkpoints/best.pt", weights_only=False)
+    best = torch.load(run / "checkpoints/best.pt", weights_only=True)
     info = json.loads((run / "run.json").read_text())
     assert best["state"]["epoch"] == info["best_epoch"]
     assert evaluate(run, checkpoint="best")["epoch"] == info["best_epoch"]
@@ -136,7 +136,7 @@ def test_gradient_clipping_bounds_the_update(cfg, tmp_path):
     run = train(cfg, ["optimizer={name: sgd, lr: 1.0}", "train.clip_grad_value=1e-4", "train.epochs=1",
                       "train.batch_size=1000", "data.split.val=0", "model.layers[1].rate=0"],
                 run_dir=tmp_path / "r", progress=False).run_dir
-    ckpt = torch.load(run / "checkpoints/last.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints/last.pt", map_location="cpu", weights_only=True)
     from dlcli.config import load_config
     from dlcli.engine.setup import prepare
 

@@ -4,18 +4,27 @@
     grad_scaler                   fp16's gradient scaler, or None
     state                         epochs completed, the history, the best value and epoch, early stopping
     rng                           torch (CPU and CUDA), numpy, Python and the batch order's generator
+
+A checkpoint is data, never code: it holds tensors and plain Python values only, and is read with
+`torch.load(weights_only=True)`, which refuses anything else instead of unpickling it. So a run
+directory from someone else ("evaluate my run") cannot run their code on your machine.
 """
 
 from __future__ import annotations
 
 import io
+import pickle
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import RunError
 from .files import write_atomic
+
+REFUSED = "not a dlcli checkpoint, or one that would run code; refusing"
 
 
 def save_checkpoint(path: Path, *, model, optimizer, schedule, grad_scaler, state: dict,
@@ -27,20 +36,38 @@ def save_checkpoint(path: Path, *, model, optimizer, schedule, grad_scaler, stat
         "schedule": schedule.state_dict(),
         "grad_scaler": grad_scaler.state_dict() if grad_scaler.is_enabled() else None,
         "state": state,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "generator": generator.get_state(),
-        },
+        "rng": rng_state(generator),
     }, buffer)
     write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
-    """A checkpoint's contents, tensors on `device`."""
-    return torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint's contents, tensors on `device`; RunError for a file that is not one, or would run code."""
+    if not Path(path).is_file():
+        raise RunError(f"{path}: {'is a folder, not' if Path(path).is_dir() else 'is missing; it is'} a checkpoint file")
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # numpy RNG arrays, as checkpoints before 12-02 held
+            saved = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met something that is not plain data
+        raise RunError(f"{path}: {REFUSED}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        raise RunError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}); {REFUSED}") from None
+    if not isinstance(saved, dict) or not {"model", "state"} <= set(saved):
+        raise RunError(f"{path}: {REFUSED}")
+    return saved
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Every random number generator's state, as tensors and plain values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+        "generator": generator.get_state(),
+    }
 
 
 def restore_rng(rng: dict, generator: torch.Generator) -> None:
@@ -48,6 +75,16 @@ def restore_rng(rng: dict, generator: torch.Generator) -> None:
     torch.set_rng_state(rng["torch"].cpu())
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-    np.random.set_state(rng["numpy"])
+    state = rng["numpy"]
+    if isinstance(state, dict):
+        np.random.set_state((state["kind"], state["keys"].cpu().numpy().astype(np.uint32), state["pos"],
+                             state["has_gauss"], state["cached_gaussian"]))
+    else:  # a checkpoint before 2026-12-02: numpy's own tuple
+        np.random.set_state(state)
     random.setstate(rng["python"])
     generator.set_state(rng["generator"].cpu())
+
+
+# numpy arrays rebuilt from their dtype and bytes: data only (torch's docs allow them this way).
+_multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2, numpy 1
+_NUMPY_ARRAYS = [_multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]

@@ -1,0 +1,93 @@
+"""Checkpoints are data, never code: they load with torch's weights_only reader, and a file that would run
+code when unpickled is refused by evaluate, predict and resume, without running it."""
+
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dlcli import evaluate, predict, train
+from dlcli.cli.app import app
+from dlcli.errors import RunError
+from dlcli.runs.checkpoint import REFUSED
+
+CFG = """\
+name: c
+seed: 1
+data: {dataset: breast_cancer, split: {val: 0.2, test: 0.2}, scale: standard}
+model:
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+train: {epochs: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("c")
+    (folder / "c.yaml").write_text(CFG)
+    return train(folder / "c.yaml", run_dir=folder / "run", progress=False).run_dir
+
+
+class Payload:
+    """Unpickling this creates the marker file: what a shared checkpoint could do with any code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_checkpoint_holds_data_only(run):
+    for name in ("best.pt", "last.pt"):
+        saved = torch.load(run / "checkpoints" / name, weights_only=True)  # torch's own data-only reader
+        assert saved["state"]["epoch"] in (1, 2) and isinstance(saved["rng"]["numpy"]["keys"], torch.Tensor)
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(run, tmp_path, zipped):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shutil.copytree(run, shared / "run")
+    marker = tmp_path / "marker"
+    good = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    for name in ("best.pt", "last.pt"):
+        torch.save({**good, "model": Payload(marker)}, shared / "run" / "checkpoints" / name,
+                   _use_new_zipfile_serialization=zipped)
+    rows = shared / "rows.csv"
+    rows.write_text("a\n1\n")
+    for attempt in (lambda: evaluate(shared / "run"), lambda: predict(shared / "run", rows),
+                    lambda: train(None, ["train.epochs=3"], resume=shared / "run", progress=False)):
+        with pytest.raises(RunError, match=REFUSED):
+            attempt()
+    result = CliRunner().invoke(app, ["evaluate", str(shared / "run")])
+    assert result.exit_code == 2 and REFUSED in result.output
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError):  # and a plain weights_only load says the same
+        torch.load(shared / "run" / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_a_checkpoint_from_before_resumes(run, tmp_path):
+    # Checkpoints written before 2026-12-02 held numpy's RNG state as its own tuple of an array.
+    shutil.copytree(run, tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    saved["rng"]["numpy"] = np.random.get_state()
+    torch.save(saved, last)
+    assert train(None, ["train.epochs=3"], resume=tmp_path / "run", progress=False).epochs == 3
+
+
+def test_a_garbage_checkpoint_is_one_clear_error_naming_it(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match=f"best.pt: {REFUSED}"):
+        evaluate(tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 half a zip")
+    with pytest.raises(RunError, match="best.pt: cannot be read as a checkpoint"):
+        evaluate(tmp_path / "run")
