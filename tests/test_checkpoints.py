@@ -89,5 +89,5 @@ def test_a_garbage_checkpoint_is_one_clear_error_naming_it(run, tmp_path):
     with pytest.raises(RunError, match=f"best.pt: {REFUSED}"):
         evaluate(tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 half a zip")
-    with pytest.raises(RunError, match="best.pt: cannot be read as a checkpoint"):
+    with pytest.raises(RunError, match="best.pt: is truncated or damaged, .*; `--checkpoint last` may work"):
         evaluate(tmp_path / "run")

@@ -223,7 +223,10 @@ def compare(
 
     if output.suffix.lower() != ".png" or output.is_dir():
         raise typer.BadParameter(f"must be a .png file name, got '{output}'", param_hint="-o/--output")
-    records = load_runs(run_dirs)  # checks every run directory before matplotlib loads
+    skipped: list[str] = []
+    records = load_runs(run_dirs, skipped)  # checks every run directory before matplotlib loads
+    for line in skipped:
+        err.print(f"warning: {escape(line)}", soft_wrap=True)
     from ..commands.plots import write_comparison
 
     result = {**compare_runs(records), "plot": str(output) if write_comparison(records, output) else None}

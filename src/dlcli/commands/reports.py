@@ -28,7 +28,8 @@ class RunRecord:
     info: dict
     evaluation: dict | None
     label: str = ""  # the name legends and table headers use: unique among the runs shown together
-    problem: str | None = None  # why run.json could not be read, when it could not
+    problem: str | None = None  # "unreadable" when run.json could not be read (the status listings show)
+    reason: str | None = None  # and why
 
     @cached_property
     def rows(self) -> list[dict]:
@@ -80,20 +81,19 @@ class RunRecord:
 def read_run(path: Path) -> RunRecord:
     """A run directory as a record; an unreadable run.json or evaluation.json does not stop a listing."""
     path = Path(path)
-    problem = None
+    problem = reason = None
     try:
         info = runs.read_json(path / runs.RUN_INFO)
-        if not isinstance(info, dict):
-            raise RunError(f"{path / runs.RUN_INFO}: not a JSON object")
-    except RunError:
-        info, problem = {}, "unreadable"
+    except RunError as exc:
+        info, problem, reason = {}, "unreadable", str(exc)
     evaluation = None
     if (path / runs.EVALUATION).exists():
         try:
             evaluation = runs.read_json(path / runs.EVALUATION)
         except RunError:
             evaluation = None
-    return RunRecord(path, info, evaluation if isinstance(evaluation, dict) else None, problem=problem)
+    return RunRecord(path, info, evaluation if isinstance(evaluation, dict) else None, problem=problem,
+                     reason=reason)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,17 +123,32 @@ def runs_table(root: str | Path = "runs") -> list[dict]:
 # dlcli compare
 
 
-def load_runs(run_dirs: list[str | Path]) -> list[RunRecord]:
-    """The run directories given to `compare`, each checked, with unique labels for legends."""
+def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> list[RunRecord]:
+    """The run directories given to `compare`, each checked, with unique labels for legends.
+
+    A run whose run.json is damaged is left out, and why goes to `skipped` (RunError when none is left);
+    a folder that is not a run at all is an error.
+    """
     if not run_dirs:
         raise RunError("give one or more run directories to compare")
-    records = []
+    records, problems = [], []
     for d in run_dirs:
-        path = runs.check_run_dir(d)
+        try:
+            path = runs.check_run_dir(d)
+        except RunError as exc:  # a run missing one of its files is damaged; a folder with neither is no run
+            if not any((Path(d) / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
+                raise
+            problems.append(str(exc))
+            continue
         record = read_run(path)
         if record.problem:
-            raise RunError(f"{path / runs.RUN_INFO}: cannot be read as JSON; is the run directory damaged?")
+            problems.append(record.reason)
+            continue
         records.append(record)
+    if not records:
+        raise RunError(f"no run to compare: {'; '.join(problems)}")
+    if skipped is not None:
+        skipped += [f"left out {p}" for p in problems]
     _label(records)
     return records
 

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .. import runs
 from ..config import Config, load_config
 from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
@@ -20,6 +22,7 @@ from ..engine.device import resolve_device
 from ..engine.loop import fit, monitored
 from ..engine.setup import Setup, prepare
 from ..errors import RunError, TrainingFailed
+from ..runs.checkpoint import load_checkpoint
 from ..runs.run import Run
 from .summarize import summary_text
 
@@ -59,6 +62,9 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
         if info.get("status") == "completed" and info.get("epochs_completed", 0) >= cfg.train.epochs:
             raise RunError(f"{run.path}: already completed {info['epochs_completed']} epochs; to train longer, "
                            f"pass train.epochs=N with N above {info['epochs_completed']}")
+        run.load_weights(setup.model, "last", torch.device("cpu"))  # it fits, before anything is rewritten
+        if (run.path / runs.CHECKPOINTS / "best.pt").exists():  # and the best so far, which training replaces
+            load_checkpoint(run.path / runs.CHECKPOINTS / "best.pt", torch.device("cpu"))
         folder = run.path
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)

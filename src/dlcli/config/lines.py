@@ -19,7 +19,13 @@ def read_yaml(file: Path) -> tuple[dict, dict]:
         raise ConfigError([Problem("", "file not found")], str(file))
     if file.is_dir():
         raise ConfigError([Problem("", "is a folder; give a YAML config file")], str(file))
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem("", f"is not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8")],
+                          str(file)) from None
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot be read ({exc.strerror or exc})")], str(file)) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)

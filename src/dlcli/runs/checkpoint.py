@@ -43,16 +43,20 @@ def save_checkpoint(path: Path, *, model, optimizer, schedule, grad_scaler, stat
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
     """A checkpoint's contents, tensors on `device`; RunError for a file that is not one, or would run code."""
-    if not Path(path).is_file():
-        raise RunError(f"{path}: {'is a folder, not' if Path(path).is_dir() else 'is missing; it is'} a checkpoint file")
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: {'is a folder, not' if path.is_dir() else 'is missing; it is'} a checkpoint file")
+    if path.stat().st_size == 0:
+        raise RunError(f"{path}: is empty (0 bytes), not a checkpoint")
     try:
         with torch.serialization.safe_globals(_NUMPY_ARRAYS):  # numpy RNG arrays, as checkpoints before 12-02 held
             saved = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:  # weights_only met something that is not plain data
         raise RunError(f"{path}: {REFUSED}") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
-        raise RunError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}); {REFUSED}") from None
-    if not isinstance(saved, dict) or not {"model", "state"} <= set(saved):
+        raise RunError(f"{path}: is truncated or damaged, and cannot be read as a checkpoint "
+                       f"({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or not {"model", "optimizer", "schedule", "state", "rng"} <= set(saved):
         raise RunError(f"{path}: {REFUSED}")
     return saved
 

@@ -21,17 +21,26 @@ from ..errors import RunError
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file whole or not at all; RunError (naming it) where it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -82,11 +91,29 @@ def _jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} as JSON")
 
 
-def read_json(path: Path) -> Any:
+DAMAGED = "the run directory is damaged: restore the file, or train the run again"
+
+
+def read_json(path: Path, kind: type = dict) -> Any:
+    """A run's JSON file, which must hold a `kind` (an object); RunError, one line naming the file, if not."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'is missing'}; {DAMAGED}")
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: cannot read ({exc})") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: is not UTF-8 text; {DAMAGED}") from None
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise RunError(f"{path}: is empty; {DAMAGED}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: is not JSON (line {exc.lineno}: {exc.msg}); {DAMAGED}") from None
+    if not isinstance(value, kind):
+        raise RunError(f"{path}: holds a JSON {type(value).__name__}, not an object; {DAMAGED}")
+    return value
 
 
 def now() -> str:

@@ -52,8 +52,12 @@ def check_run_dir(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    if not (path / CONFIG).exists() or not (path / RUN_INFO).exists():
+    missing = [name for name in (CONFIG, RUN_INFO) if not (path / name).exists()]
+    if len(missing) == 2:
         raise RunError(f"{path}: not a dlcli run directory (it has no {CONFIG} and {RUN_INFO})")
+    if missing:
+        raise RunError(f"{path / missing[0]}: is missing; the run directory is damaged: restore the file, or "
+                       "train the run again")
     return path
 
 
