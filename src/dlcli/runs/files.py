@@ -34,13 +34,11 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})") from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})") from None
         raise
 
 
