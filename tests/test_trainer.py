@@ -8,7 +8,7 @@ import torch
 
 from dlcli import evaluate, train
 from dlcli.engine.callbacks import OnEpochEnd, on_rank, standard_callbacks
-from dlcli.errors import TrainingFailed
+from dlcli.errors import RunError, TrainingFailed
 from dlcli.runs import read_metrics
 
 CFG = """\
@@ -74,7 +74,11 @@ def test_early_stopping_stops_after_patience(cfg, tmp_path):
                 run_dir=tmp_path / "r", progress=False).run_dir
     info = json.loads((run / "run.json").read_text())
     assert info["stopped_early"] and info["epochs_completed"] == 4
-    # The last checkpoint records the stop (early stopping decides before it is saved): resuming trains no more.
+    with pytest.raises(RunError, match="stopped early at epoch 4"):  # a resume told nothing new refuses
+        train(None, resume=run, progress=False)
+    # Killed after the last checkpoint, before run.json said so: the checkpoint records the stop (early
+    # stopping decides before it is saved), so the resume trains no more and marks the run completed.
+    (run / "run.json").write_text(json.dumps({**info, "status": "running", "stopped_early": None}))
     resumed = train(None, resume=run, progress=False)
     assert resumed.epochs == 4 and resumed.stopped_early and len(read_metrics(run / "metrics.csv")) == 4
 

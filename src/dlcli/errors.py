@@ -56,3 +56,14 @@ class TrainingFailed(Exception):
     """Training stopped because the loss became NaN or infinite; the run is marked failed. Exit 1."""
 
     exit_code = 1
+
+
+class Stopped(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or `kill` (SIGTERM, as SLURM sends it): exit 128 + the signal's
+    number (130, 143), as a shell reports a process the signal ended. `run_dir` is the run it marked
+    interrupted, or None when it came before the run folder existed."""
+
+    def __init__(self, signum: int, run_dir=None):
+        self.signum, self.run_dir = signum, run_dir
+        self.exit_code = 128 + signum
+        super().__init__(signum)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ DEBUG = False  # set by --debug: let tracebacks through
 
 
 def friendly(command):
-    """Input errors become a short message and exit 2; a failed run exits 1; Ctrl-C exits 130."""
+    """Input errors become a short message and exit 2; a failed run exits 1; Ctrl-C exits 130, SIGTERM 143."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -50,12 +51,15 @@ def friendly(command):
                 raise
             err.print(f"[red]training failed:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this message short
+                signal.signal(s, signal.SIG_IGN)
             if DEBUG:
                 raise
-            err.print("interrupted: the run is marked interrupted; continue it with dlcli train --resume RUN_DIR",
-                      soft_wrap=True)
-            raise typer.Exit(130) from None
+            run_dir = getattr(exc, "run_dir", None)
+            err.print("interrupted" + (f": the run is marked interrupted; continue it with dlcli train --resume "
+                                       f"{escape(str(run_dir))}" if run_dir else ""), soft_wrap=True)
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 PREDICT_SHOW_ROWS = 10  # rows printed without -o
 PREDICT_SHOW_IDS = 4  # identifying columns printed (all of them go to the CSV)
-STATUS_COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+STATUS_COLOURS = {"completed": "green", "failed": "red", "interrupted": "yellow", "killed": "red", "running": "cyan"}
 
 
 def trained(out: Console, result) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import runs
 from ..errors import RunError
+from ..runs.lock import is_locked
 
 CURVE_PREFIXES = ("train_", "val_")
 
@@ -55,6 +56,12 @@ class RunRecord:
             stamp = datetime.fromtimestamp((self.path / runs.RUN_INFO).stat().st_mtime)
         return stamp if stamp.tzinfo else stamp.astimezone()
 
+    @property
+    def status(self) -> str:
+        """run.json's status; `killed` for a run still `running` whose process is gone (its lock is free)."""
+        status = self.info.get("status", "unknown")
+        return "killed" if status == "running" and not is_locked(self.path) else status
+
     def best_row(self) -> dict | None:
         epoch = self.info.get("best_epoch")
         return next((r for r in self.rows if r.get("epoch") == epoch), None) if epoch is not None else None
@@ -66,7 +73,7 @@ class RunRecord:
             "path": str(self.path),
             "name": self.name,
             "started": self.info.get("started"),
-            "status": self.problem or self.info.get("status", "unknown"),
+            "status": self.problem or self.status,
             "epochs": self.info.get("epochs_completed"),
             "monitor": self.info.get("monitor"),
             "best_value": _clean(self.info.get("best_value")),

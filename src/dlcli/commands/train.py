@@ -7,6 +7,7 @@ that keeps run.json's epoch count current.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -20,9 +21,11 @@ from ..config import Config, load_config
 from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
 from ..engine.device import resolve_device
 from ..engine.loop import fit, monitored
+from ..engine.resume import Changes, changes
 from ..engine.setup import Setup, prepare
-from ..errors import RunError, TrainingFailed
+from ..errors import RunError, Stopped, TrainingFailed
 from ..runs.checkpoint import load_checkpoint
+from ..runs.lock import LOCK, RunLock
 from ..runs.run import Run
 from .summarize import summary_text
 
@@ -51,45 +54,69 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
     """Train a config (a file or a loaded `Config`), or continue the run `resume` with `overrides`.
 
     `callbacks` run after the standard ones (engine/callbacks.py): a tuning trial's report, for one.
+    Ctrl-C or SIGTERM raise `Stopped` (exit 130 or 143) once the run is marked interrupted.
     """
-    if resume is not None:
-        run = Run.open(resume, overrides)
-        cfg, info = run.config, run.info
-        setup = prepare(cfg, fitted=run.fitted)
-        checkpoint = run.path / runs.CHECKPOINTS / "last.pt"
-        if not checkpoint.exists():
-            raise RunError(f"{run.path}: has no checkpoint to resume from ({checkpoint} is missing)")
-        if info.get("status") == "completed" and info.get("epochs_completed", 0) >= cfg.train.epochs:
-            raise RunError(f"{run.path}: already completed {info['epochs_completed']} epochs; to train longer, "
-                           f"pass train.epochs=N with N above {info['epochs_completed']}")
-        run.load_weights(setup.model, "last", torch.device("cpu"))  # it fits, before anything is rewritten
-        if (run.path / runs.CHECKPOINTS / "best.pt").exists():  # and the best so far, which training replaces
-            load_checkpoint(run.path / runs.CHECKPOINTS / "best.pt", torch.device("cpu"))
-        folder = run.path
-    else:
+    with _stop_signals() as stopped:
+        if resume is not None:
+            folder = Path(resume)
+            if not _started(folder):
+                runs.check_run_dir(folder)  # not a run directory: says why
+            with RunLock(folder):  # before anything is read for writing: one process per run
+                cfg, info, setup, changed = _prepare_resume(folder, overrides)
+                dev = resolve_device(device or cfg.train.device)
+                return _train(folder, cfg, setup, dev, info, changed, overrides, stopped, progress, callbacks)
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
         setup = prepare(cfg)
-        info, checkpoint, folder = {"name": cfg.name or (cfg.file.stem if cfg.file else "run")}, None, None
-    dev = resolve_device(device or cfg.train.device)  # refuses a missing GPU before a run folder is made
-    if folder is None:
-        folder = _new_run(info["name"], run_dir, runs_root)
-    runs.write_yaml(folder / runs.CONFIG, cfg.resolved())
-    _write_data_files(folder, setup)
-    name = info["name"]
-    runs.write_atomic(folder / runs.SUMMARY, summary_text(setup.model, name) + "\n")
+        dev = resolve_device(device or cfg.train.device)  # refuses a missing GPU before a run folder is made
+        name = cfg.name or (cfg.file.stem if cfg.file else "run")
+        folder = _new_run(name, run_dir, runs_root)
+        with RunLock(folder):
+            info = {"name": name, "started": runs.now(), "command": " ".join(sys.argv)}
+            return _train(folder, cfg, setup, dev, info, None, overrides, stopped, progress, callbacks)
+
+
+def _prepare_resume(folder: Path, overrides) -> tuple[Config, dict, Setup, Changes]:
+    """Everything a resume checks before it writes a byte: the checkpoint, the config and its changes, the
+    data and the network. (config, run.json, setup, the changes asked for)."""
+    last = folder / runs.CHECKPOINTS / "last.pt"
+    if not last.exists():
+        raise RunError(f"{folder}: was stopped before its first checkpoint ({last} does not exist), so there is "
+                       f"nothing to resume; start again{_original_command(folder)}")
+    run = Run.open(folder, overrides)
+    cfg, info = run.config, run.info
+    changed = changes(Run.open(folder).config, cfg, overrides, where=str(folder))
+    done = info.get("epochs_completed", 0)
+    if info.get("status") == "completed" and done >= cfg.train.epochs:
+        raise RunError(f"{folder}: already completed {done} epochs; to train longer, pass train.epochs=N with N "
+                       f"above {done}")
+    if info.get("stopped_early") and not (changed.touches("train.early_stopping") or changed.touches("train.epochs")):
+        raise RunError(f"{folder}: stopped early at epoch {done}; to train on, pass a larger "
+                       "train.early_stopping.patience=N or train.epochs=N")
+    setup = prepare(cfg, fitted=run.fitted)
+    run.load_weights(setup.model, "last", torch.device("cpu"))  # it fits, before anything is rewritten
+    if (folder / runs.CHECKPOINTS / "best.pt").exists():  # and the best so far, which training replaces
+        load_checkpoint(folder / runs.CHECKPOINTS / "best.pt", torch.device("cpu"))
+    resumed = {"at": runs.now(), "overrides": list(overrides), "command": " ".join(sys.argv)}
+    return cfg, {**info, "resumed": [*info.get("resumed", []), resumed]}, setup, changed
+
+
+def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Changes | None, overrides,
+           stopped: list[int], progress: bool | None, callbacks: list[Callback]) -> TrainResult:
+    """Train in `folder`, which this process has locked: run.json first (so a run killed from here on is
+    known as one), then the config, data files and summary, then the loop."""
     info = {
-        "name": name,
+        "name": info["name"],
         "status": "running",
-        "started": info.get("started", runs.now()),
-        "resumed": [*info.get("resumed", []), runs.now()] if resume is not None else [],
+        "started": info["started"],
+        "resumed": info.get("resumed", []),
         "ended": None,
         "epochs_completed": info.get("epochs_completed", 0),
-        "command": " ".join(sys.argv),
+        "command": info["command"],
+        "pid": os.getpid(),
         **runs.environment(str(dev)),
     }
-    runs.write_json(folder / runs.RUN_INFO, info)
 
     def finish(status: str, **extra) -> None:
         info.update(status=status, ended=runs.now(), **extra)
@@ -99,18 +126,27 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
         info["epochs_completed"] = training.state.epoch
         runs.write_json(folder / runs.RUN_INFO, info)
 
+    checkpoint = folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None
     try:
-        with _sigterm_as_interrupt():
-            every = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch), *callbacks]
-            state = fit(setup, dev, every, resume_from=checkpoint)
-    except KeyboardInterrupt:
-        finish("interrupted", message="stopped by the user; continue with dlcli train --resume " + str(folder))
-        raise
-    except TrainingFailed as exc:
-        finish("failed", message=str(exc))
-        raise
+        runs.write_json(folder / runs.RUN_INFO, info)
+        runs.write_yaml(folder / runs.CONFIG, cfg.resolved())
+        _write_data_files(folder, setup)
+        runs.write_atomic(folder / runs.SUMMARY, summary_text(setup.model, info["name"]) + "\n")
+        every = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch), *callbacks]
+        state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
-        finish("failed", message=f"{type(exc).__name__}: {exc}")
+        if stopped:  # Ctrl-C or SIGTERM, or what they broke on their way (a data worker killed with us)
+            finish("interrupted", message=f"stopped by signal {stopped[0]}; continue with dlcli train --resume "
+                                          f"{folder}")
+            raise Stopped(stopped[0], folder) from None
+        message = str(exc) if isinstance(exc, (TrainingFailed, RunError)) else f"{type(exc).__name__}: {exc}"
+        try:
+            finish("failed", message=message)
+        except RunError:  # the disk that failed the run fails run.json too: the checkpoints are intact
+            pass
+        if isinstance(exc, RunError):
+            raise RunError(f"{exc}; the run stopped after epoch {info['epochs_completed']}: continue it with "
+                           f"dlcli train --resume {folder} once that is fixed") from None
         raise
     monitor = monitored(setup)
     finish("completed", epochs_completed=state.epoch, best_epoch=state.best_epoch,
@@ -119,13 +155,29 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
                        state.stopped_early, dict(state.history[-1]) if state.history else {})
 
 
+def _started(folder: Path) -> bool:
+    """A folder a training got as far as creating and locking, or writing run.json into, before it was killed."""
+    return folder.is_dir() and ((folder / LOCK).exists() or (folder / runs.RUN_INFO).exists())
+
+
+def _original_command(folder: Path) -> str:
+    try:
+        command = runs.read_json(folder / runs.RUN_INFO).get("command")
+    except RunError:
+        return ""
+    return f": {command}" if isinstance(command, str) and command else ""
+
+
 def _new_run(name: str, run_dir: str | Path | None, runs_root: str | Path) -> Path:
     if run_dir is None:
         return runs.new_run_dir(name, Path(runs_root))
     run = Path(run_dir)
-    if run.exists() and any(run.iterdir()):
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise RunError(f"{run}: the run directory exists and is not empty; choose another or use --resume")
-    run.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{run}: cannot be created ({(exc.strerror or str(exc)).lower()})") from None
     return run
 
 
@@ -145,18 +197,26 @@ def _write_data_files(run: Path, setup: Setup) -> None:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """`kill` (SIGTERM) stops a run the way Ctrl-C does: marked interrupted, resumable."""
+def _stop_signals():
+    """Ctrl-C (SIGINT) and `kill` (SIGTERM) stop training the same way: marked interrupted, resumable.
+
+    Only the first signal acts. A batch system signals the whole process group, and `uv run` passes the
+    signal on as well, so a second one comes while the first is being handled: it must not cut short
+    the writing of run.json. Yields the signals received (the first one only)."""
+    received: list[int] = []
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if not received:
+            received.append(signum)
+            raise Stopped(signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (a notebook's worker): leave signals alone
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, old in previous.items():
+            signal.signal(s, old)

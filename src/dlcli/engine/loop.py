@@ -18,18 +18,19 @@ from ..errors import TrainingFailed
 from ..nn.metrics import compute
 from ..nn.optimizers import build_optimizer
 from ..nn.schedules import build_schedule, monitor_mode
-from ..runs.checkpoint import load_checkpoint, restore_rng
 from .batches import Batches
 from .callbacks import Callback
 from .device import autocast
 from .inference import Gathered, convolutional, evaluate_batches, inference_batch_size
+from .resume import Changes, restore
 from .setup import Setup
 from .state import State, Training
 
 
 def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
-        resume_from: Path | None = None) -> State:
-    """Train `setup.model` for the config's epochs (from a checkpoint's state, with `resume_from`)."""
+        resume_from: Path | None = None, changes: Changes | None = None) -> State:
+    """Train `setup.model` for the config's epochs (from a checkpoint's state, with `resume_from`, under
+    the config changes a resume asked for)."""
     cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
     tc = cfg.train
     fmt = memory_format(tc.channels_last, model)
@@ -47,7 +48,9 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                         train_batches.generator, len(train_batches), monitor,
                         monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto"))
     if resume_from is not None:
-        _restore(training, resume_from, device)
+        for note in restore(training, resume_from, device, changes):
+            for cb in callbacks:
+                cb.on_note(note)
     forward = _Compiled(model, callbacks) if tc.compile else model
     grad_scaler, state = training.grad_scaler, training.state
     per_batch = [cb for cb in callbacks if cb.per_batch]
@@ -134,19 +137,6 @@ def _clip(model: torch.nn.Module, norm: float | None, value: float | None) -> No
         torch.nn.utils.clip_grad_norm_(model.parameters(), norm)
     if value:
         torch.nn.utils.clip_grad_value_(model.parameters(), value)
-
-
-def _restore(training: Training, checkpoint: Path, device: torch.device) -> None:
-    """A checkpoint's model, optimizer, schedule, gradient scaler, state and RNG states into `training`."""
-    saved = load_checkpoint(checkpoint, device)
-    training.model.load_state_dict(saved["model"])
-    training.optimizer.load_state_dict(saved["optimizer"])
-    training.schedule.load_state_dict(saved["schedule"])
-    if training.grad_scaler.is_enabled() and saved.get("grad_scaler"):
-        training.grad_scaler.load_state_dict(saved["grad_scaler"])
-    training.state = State(**saved["state"])
-    restore_rng(saved["rng"], training.generator)
-    training.resumed = True
 
 
 class _Compiled:

@@ -50,6 +50,8 @@ class Plateau:
     scheduler: ReduceLROnPlateau
 
 
+_PLATEAU_PROGRESS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "_last_lr")
+
 _MAXIMIZED = ("acc", "auc", "f1", "precision", "recall", "r2")
 
 
@@ -134,11 +136,16 @@ class Schedule:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a saved state; works whether the optimizer's state is loaded before or after."""
+        """Restore a saved state; works whether the optimizer's state is loaded before or after.
+
+        A resume may have changed the schedule: the epoch counter, base lrs and a plateau's progress
+        carry over, and the settings (factor, patience, the rule) are today's."""
         self.epoch = int(state["epoch"])
         self.base_lrs = [float(lr) for lr in state["base_lrs"]]
-        if self._plateau is not None and state.get("plateau") is not None:
-            self._plateau.scheduler.load_state_dict(state["plateau"])
+        if self._plateau is not None and state.get("plateau") is not None:  # its progress, under today's settings
+            plateau = self._plateau.scheduler.state_dict()
+            plateau.update({k: state["plateau"][k] for k in _PLATEAU_PROGRESS if k in state["plateau"]})
+            self._plateau.scheduler.load_state_dict(plateau)
         for group, lr in zip(self.optimizer.param_groups, state["lrs"], strict=True):
             group["lr"] = float(lr)
         self._apply()

@@ -2,7 +2,9 @@
 
     runs/<name>/<YYYYmmdd-HHMMSS>/
         config.yaml      the resolved config, as used
-        run.json         status (running | completed | failed | interrupted), times, versions, device
+        run.json         status (running | completed | failed | interrupted), times, pid, host, versions,
+                         the overrides of each resume
+        run.lock         while a process trains in the run (lock.py)
         metrics.csv      a row per epoch
         checkpoints/     last.pt, best.pt: model, optimizer, schedule, epoch, RNG states (checkpoint.py)
         scaler.json      the scaler fitted on the train rows (when data.scale is set)
@@ -35,15 +37,18 @@ PLOTS = "plots"
 def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
     """runs/<name>/<timestamp>, with -2, -3, ... when runs start in the same second."""
     base = Path(root) / name
-    base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 10_000):
-        candidate = base / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            candidate.mkdir()  # exclusive: two runs never share a folder
-            return candidate
-        except FileExistsError:
-            continue
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = base / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                candidate.mkdir()  # exclusive: two runs never share a folder
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise RunError(f"{base}: a run folder cannot be created there ({(exc.strerror or str(exc)).lower()})") from None
     raise RunError(f"cannot create a run folder under {base}")
 
 
