@@ -59,6 +59,9 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
     with _stop_signals() as stopped:
         if resume is not None:
             folder = Path(resume)
+            if folder.is_dir() and not any(folder.iterdir()):
+                raise RunError(f"{folder}: is empty, so there is nothing to resume (a training killed as it started "
+                               "leaves its folder so); start again")
             if not _started(folder):
                 runs.check_run_dir(folder)  # not a run directory: says why
             with RunLock(folder):  # before anything is read for writing: one process per run
