@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import runs
+from ..errors import RunError
 from ..registry import CLASSIFICATION
 from .reports import CURVE_PREFIXES, curve, quantities
 
@@ -286,11 +287,13 @@ def write_comparison(records: list, output: str | Path) -> bool:
 
 
 def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes: list | None = None,
-                           target_names: list[str] | None = None, title: str = "") -> list[str]:
+                           target_names: list[str] | None = None, title: str = "") -> tuple[list[str], str | None]:
     """Write the run's learning curves and the plots of one evaluation into RUN_DIR/plots/.
 
     `prefix` names the evaluated data (a split, or safe_stem of a file). Returns the written paths,
-    relative to the run directory, in the order written.
+    relative to the run directory, in the order written, and why the rest were not (a full disk, a
+    read-only run, plots/ linked out of the run), or None: a plot that cannot be written stops the
+    plots, not the evaluation, whose metrics are still saved.
     """
     run = Path(run)
     figures: dict[str, bytes | None] = {}
@@ -303,9 +306,13 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         figures[f"{prefix}_scores.png"] = scores_plot(outputs, classes, heading)
     else:
         figures[f"{prefix}_pred_vs_true.png"] = pred_vs_true_plot(outputs, target_names, heading)
-    written = []
-    for name, data in figures.items():
-        if data is not None:
-            runs.write_atomic(run / runs.PLOTS / name, data)
+    drawn = {name: data for name, data in figures.items() if data is not None}
+    written: list[str] = []
+    try:
+        folder = runs.run_folder(run, runs.PLOTS)
+        for name, data in drawn.items():
+            runs.write_atomic(folder / name, data)
             written.append(f"{runs.PLOTS}/{name}")
-    return written
+    except RunError as exc:
+        return written, f"{exc}; {len(drawn) - len(written)} of {len(drawn)} plots not saved"
+    return written, None
