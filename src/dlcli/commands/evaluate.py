@@ -30,6 +30,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     run = Run.open(run_dir)
     cfg, fitted = run.config, run.fitted
     classes = fitted.classes
+    run.checkpoint(checkpoint)  # a missing or refused checkpoint fails before any code of the config runs
     source = custom_loss_source(cfg.loss)
     if source is not None and note is not None:
         note(f"imports the custom loss {source} (code from the run's config)")

@@ -296,6 +296,10 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
     plots, not the evaluation, whose metrics are still saved.
     """
     run = Path(run)
+    try:
+        folder = runs.run_folder(run, runs.PLOTS)  # refused (a link out of the run) before anything is drawn
+    except RunError as exc:
+        return [], f"{exc}; no plots saved"
     figures: dict[str, bytes | None] = {}
     rows = runs.read_metrics(run / runs.METRICS) if (run / runs.METRICS).exists() else []
     figures["learning_curves.png"] = learning_curves([("", rows)], f"learning curves: {title}" if title else None)
@@ -308,11 +312,10 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         figures[f"{prefix}_pred_vs_true.png"] = pred_vs_true_plot(outputs, target_names, heading)
     drawn = {name: data for name, data in figures.items() if data is not None}
     written: list[str] = []
-    try:
-        folder = runs.run_folder(run, runs.PLOTS)
-        for name, data in drawn.items():
+    for name, data in drawn.items():
+        try:
             runs.write_atomic(folder / name, data)
-            written.append(f"{runs.PLOTS}/{name}")
-    except RunError as exc:
-        return written, f"{exc}; {len(drawn) - len(written)} of {len(drawn)} plots not saved"
+        except RunError as exc:
+            return written, f"{exc}; {len(drawn) - len(written)} of {len(drawn)} plots not saved"
+        written.append(f"{runs.PLOTS}/{name}")
     return written, None

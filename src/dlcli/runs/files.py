@@ -78,7 +78,7 @@ def check_inside(run_dir: Path, folder: Path) -> None:
     """RunError when `folder` of the run is a symbolic link that leads out of the run directory."""
     if folder.is_symlink() and not folder.resolve().is_relative_to(Path(run_dir).resolve()):
         raise RunError(f"{folder}: is a link to {folder.resolve()}, out of the run directory; refusing to "
-                       "follow it (make it a folder of the run)")
+                       "follow it (put the folder or file itself in the run)")
 
 
 def _write_special(path: Path, data: bytes | str) -> None:
