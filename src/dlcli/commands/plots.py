@@ -282,7 +282,7 @@ def write_comparison(records: list, output: str | Path) -> bool:
     png = learning_curves([(r.label, r.rows) for r in records], f"learning curves of {len(records)} runs")
     if png is None:
         return False
-    runs.write_atomic(Path(output), png)
+    runs.write_atomic(Path(output), png, make_folders=True)  # -o plots/x.png makes plots/, as it always did
     return True
 
 

@@ -21,14 +21,19 @@ import yaml
 from ..errors import RunError
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
+def write_atomic(path: Path, data: bytes | str, *, make_folders: bool = False) -> None:
     """Write a file whole or not at all, with the user's umask; RunError (naming it) where it cannot be written.
 
-    The folder must exist: a mistyped output folder is an error, not a new folder (a run's own
-    folders are made by `run_folder`). A device or pipe (/dev/null, /dev/stdout) is written
-    straight to: renaming a temporary file over it would replace the device.
+    The folder must exist, unless `make_folders`: a mistyped output folder is an error, not a new
+    folder (a run's own folders are made by `run_folder`). A device or pipe (/dev/null, /dev/stdout)
+    is written straight to: renaming a temporary file over it would replace the device.
     """
     path = Path(path)
+    if make_folders and not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise _not_written(path, exc) from None
     check_writable(path)
     if path.exists() and not path.is_file():
         return _write_special(path, data)
