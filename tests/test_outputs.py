@@ -113,8 +113,11 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, m
     assert not (tmp_path / "nope").exists()  # no folder made for a mistyped path
     with pytest.raises(RunError, match="it is a folder"):
         write_atomic(tmp_path, "x")
+    with pytest.raises(RunError, match=r"f\.txt is a file, not a folder"):
+        write_atomic(tmp_path / "f.txt" / "g.txt", "x")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
 def test_a_pipe_is_written_to_not_replaced(tmp_path):
     """A device or pipe (/dev/null, /dev/full, /dev/stdout) gets the data; renaming over it would replace it."""
     pipe = tmp_path / "pipe"

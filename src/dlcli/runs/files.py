@@ -40,7 +40,7 @@ def write_atomic(path: Path, data: bytes | str, *, make_folders: bool = False) -
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600; a file of the user's is 0644 under umask 022
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a file of the user's is 0644 under umask 022
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -61,8 +61,9 @@ def check_writable(path: Path) -> None:
     if path.is_dir():
         raise RunError(f"{path}: cannot be written (it is a folder; give a file name)")
     if not path.parent.is_dir():
-        what = "is not a folder" if path.parent.exists() else "does not exist"
-        raise RunError(f"{path}: cannot be written (its folder {path.parent} {what})")
+        what = f"{path.parent} is a file, not a folder" if path.parent.exists() else \
+            f"its folder {path.parent} does not exist"
+        raise RunError(f"{path}: cannot be written ({what})")
 
 
 def run_folder(run_dir: Path, name: str) -> Path:
@@ -70,19 +71,19 @@ def run_folder(run_dir: Path, name: str) -> Path:
     directory is refused, never followed: writing a run's files must not write elsewhere."""
     run_dir, folder = Path(run_dir), Path(run_dir) / name
     check_inside(run_dir, folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder}: is a file, not a folder; move it away so the run can write its {name}")
     try:
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise _not_written(folder, exc) from None
-    if not folder.is_dir():
-        raise RunError(f"{folder}: cannot be written (it is a file, not a folder); {DAMAGED}")
     return folder
 
 
-def check_inside(run_dir: Path, folder: Path) -> None:
-    """RunError when `folder` of the run is a symbolic link that leads out of the run directory."""
-    if folder.is_symlink() and not folder.resolve().is_relative_to(Path(run_dir).resolve()):
-        raise RunError(f"{folder}: is a link to {folder.resolve()}, out of the run directory; refusing to "
+def check_inside(run_dir: Path, path: Path) -> None:
+    """RunError when `path` (a folder or file of the run) is a symbolic link that leads out of the run directory."""
+    if path.is_symlink() and not path.resolve().is_relative_to(Path(run_dir).resolve()):
+        raise RunError(f"{path}: is a link to {path.resolve()}, out of the run directory; refusing to "
                        "follow it (put the folder or file itself in the run)")
 
 
@@ -101,7 +102,7 @@ def _not_written(path: Path, exc: OSError) -> RunError:
 _umask_lock = threading.Lock()
 
 
-def umask() -> int:
+def _umask() -> int:
     """The process's umask. Linux tells it in /proc; elsewhere it is read by setting it (to a strict
     value, so a file another thread creates meanwhile is never more open than it should be)."""
     try:
