@@ -113,11 +113,16 @@ def evaluate(
         raise typer.BadParameter(f"must be test, val or train, got '{split}'", param_hint="--split")
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
-    result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots)
+    result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots,
+                            note=lambda text: err.print(f"note: {escape(text)}", soft_wrap=True))
     if as_json:
         print(json.dumps(result, indent=2))
-        return
-    render.evaluation(out, run_dir, result)
+    else:
+        render.evaluation(out, run_dir, result)
+    for problem in result.get("not_saved", {}).values():  # the metrics are printed; what was not saved fails
+        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
+    if result.get("not_saved"):
+        raise typer.Exit(2)
 
 
 @app.command()

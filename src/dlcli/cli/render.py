@@ -47,7 +47,8 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
         for c, row in zip(classes, result["confusion_matrix"]):
             cm.add_row(c, *map(str, row))
         out.print(cm)
-    out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
+    if "evaluation.json" not in result.get("not_saved", {}):
+        out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
     if result.get("plots"):
         out.print(f"plots in {escape(str(Path(run_dir) / 'plots'))}: "
                   f"{', '.join(Path(p).name for p in result['plots'])}", soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,15 +18,22 @@ from ..runs.run import Run
 
 def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | None = None,
              checkpoint: str = "best", device: str | None = None, write: bool = True,
-             plots: bool = True) -> dict:
+             plots: bool = True, note: Callable[[str], None] | None = None) -> dict:
     """Evaluate a run; returns (and writes to RUN_DIR/evaluation.json) the metrics.
 
     With `plots` (and `write`), the learning curves and this evaluation's plots go to RUN_DIR/plots/,
-    listed under "plots" in the result.
+    listed under "plots" in the result. What could not be saved (a full disk, a read-only run) does
+    not lose the metrics: the result still comes back, with "not_saved": {file or folder: why}, and
+    the CLI prints the metrics before it fails. `note` hears, before it happens, that a custom loss
+    file is about to be imported (code that comes with the run's config).
     """
     run = Run.open(run_dir)
     cfg, fitted = run.config, run.fitted
     classes = fitted.classes
+    run.checkpoint(checkpoint)  # a missing or refused checkpoint fails before any code of the config runs
+    source = custom_loss_source(cfg.loss)
+    if source is not None and note is not None:
+        note(f"imports the custom loss {source} (code from the run's config)")
     setup = prepare(cfg, fitted=fitted)
     task = setup.task
 
@@ -62,16 +70,30 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
            else {}),
         "evaluated": runs.now(),
     }
+    not_saved = {}
     if write and plots:
         from .plots import safe_stem, write_evaluation_plots  # matplotlib only when plots are drawn
 
         target = cfg.data.target if isinstance(cfg.data.target, str) else None
-        result["plots"] = write_evaluation_plots(
+        result["plots"], problem = write_evaluation_plots(
             run.path, outputs, split if data is None else safe_stem(data), classes=classes,
             target_names=[target] if target else None, title=cfg.name or run.path.parent.name)
+        if problem:
+            not_saved[runs.PLOTS] = problem
     if write:
-        runs.write_json(run.path / runs.EVALUATION, result)
-    return result
+        try:
+            runs.write_json(run.path / runs.EVALUATION, result)
+        except RunError as exc:
+            not_saved[runs.EVALUATION] = str(exc)
+    return {**result, "not_saved": not_saved} if not_saved else result
+
+
+def custom_loss_source(loss) -> str | None:
+    """The file (or module) a custom loss imports, as the run's config names it; None for a built-in loss."""
+    if not (isinstance(loss, dict) and loss.get("name") == "custom"):
+        return None
+    where = str(loss.get("function", "")).rpartition(":")[0]
+    return where if where.endswith(".py") else f"module {where}"
 
 
 @contextmanager
@@ -80,4 +102,5 @@ def _data_file_errors(path: Path):
     try:
         yield
     except SpecError as exc:
-        raise DataError(f"{path}: {exc}") from None
+        message = str(exc)
+        raise DataError(message if str(path) in message else f"{path}: {message}") from None

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .. import runs
+from ..errors import RunError
 from ..registry import CLASSIFICATION
 from .reports import CURVE_PREFIXES, curve, quantities
 
@@ -281,18 +282,24 @@ def write_comparison(records: list, output: str | Path) -> bool:
     png = learning_curves([(r.label, r.rows) for r in records], f"learning curves of {len(records)} runs")
     if png is None:
         return False
-    runs.write_atomic(Path(output), png)
+    runs.write_atomic(Path(output), png, make_folders=True)  # -o plots/x.png makes plots/, as it always did
     return True
 
 
 def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes: list | None = None,
-                           target_names: list[str] | None = None, title: str = "") -> list[str]:
+                           target_names: list[str] | None = None, title: str = "") -> tuple[list[str], str | None]:
     """Write the run's learning curves and the plots of one evaluation into RUN_DIR/plots/.
 
     `prefix` names the evaluated data (a split, or safe_stem of a file). Returns the written paths,
-    relative to the run directory, in the order written.
+    relative to the run directory, in the order written, and why the rest were not (a full disk, a
+    read-only run, plots/ linked out of the run), or None: a plot that cannot be written stops the
+    plots, not the evaluation, whose metrics are still saved.
     """
     run = Path(run)
+    try:
+        folder = runs.run_folder(run, runs.PLOTS)  # refused (a link out of the run) before anything is drawn
+    except RunError as exc:
+        return [], f"{exc}; no plots saved"
     figures: dict[str, bytes | None] = {}
     rows = runs.read_metrics(run / runs.METRICS) if (run / runs.METRICS).exists() else []
     figures["learning_curves.png"] = learning_curves([("", rows)], f"learning curves: {title}" if title else None)
@@ -303,9 +310,12 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         figures[f"{prefix}_scores.png"] = scores_plot(outputs, classes, heading)
     else:
         figures[f"{prefix}_pred_vs_true.png"] = pred_vs_true_plot(outputs, target_names, heading)
-    written = []
-    for name, data in figures.items():
-        if data is not None:
-            runs.write_atomic(run / runs.PLOTS / name, data)
-            written.append(f"{runs.PLOTS}/{name}")
-    return written
+    drawn = {name: data for name, data in figures.items() if data is not None}
+    written: list[str] = []
+    for name, data in drawn.items():
+        try:
+            runs.write_atomic(folder / name, data)
+        except RunError as exc:
+            return written, f"{exc}; {len(drawn) - len(written)} of {len(drawn)} plots not saved"
+        written.append(f"{runs.PLOTS}/{name}")
+    return written, None

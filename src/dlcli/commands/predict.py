@@ -45,7 +45,13 @@ class Predictions:
 
 def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None = None,
             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None) -> Predictions:
-    """Predict every row or image of `input` with a trained run; with `output`, also write the table as CSV."""
+    """Predict every row or image of `input` with a trained run; with `output`, also write the table as CSV.
+
+    The run's loss is never built: a custom loss file is not imported (predicting runs no code of the
+    config's). The output's folder must exist; a file that cannot be written whole is not written at all.
+    """
+    if output is not None:
+        runs.check_writable(Path(output))  # before the work: a mistyped -o fails at once
     run = Run.open(run_dir)
     cfg, task, input_shape = run.config, run.task, run.input_shape
     path = Path(input).expanduser().resolve()

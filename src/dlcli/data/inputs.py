@@ -21,7 +21,15 @@ from .labels import class_list
 from .scaler import Scaler
 from .sources import finish
 from .tables import Origin, choose, open_table, read_rows
-from .tables.columns import apply_fill, check_missing, feature_values, fill_note, flat_rows, source_columns
+from .tables.columns import (
+    apply_fill,
+    block_length,
+    check_missing,
+    feature_values,
+    fill_note,
+    flat_rows,
+    source_columns,
+)
 
 
 def load_rows(file: str | Path, data: DataConfig, *, task: str, scaler: Scaler | None, classes: list | None,
@@ -70,6 +78,8 @@ def load_inputs(file: str | Path, data: DataConfig, *, feature_names: list[str] 
         columns = choose(table, origin, wanted, need_target=False)
         others = table.flat([n for n in table.names if n not in columns])
         block = table.read([*columns, *others])
+        if block_length(block, columns, origin) == 0:
+            raise SpecError(f"{origin.file} has no data rows{table.empty_hint}: nothing to predict", origin.key)
     x, names = feature_values(block, columns, origin)
     _check_width(math.prod(x.shape[1:]), origin, scaler, feature_names)
     check_missing(x, names or columns, origin)
@@ -84,6 +94,9 @@ def load_inputs(file: str | Path, data: DataConfig, *, feature_names: list[str] 
         lost = np.isnan(flat_rows(x)).any(axis=1)
         if lost.any():
             notes.append(f"missing: skipped {int(lost.sum())} of {len(x)} rows with NaN features")
+            if lost.all():
+                raise SpecError(f"{origin.file}: every row has a missing value; with missing: drop no rows are "
+                                "left (use missing: mean)", "missing")
             x, rows = x[~lost], rows[~lost]
             y_raw = y_raw[~lost] if y_raw is not None else None
             passthrough = passthrough[~lost].reset_index(drop=True) if passthrough is not None else None

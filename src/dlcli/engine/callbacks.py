@@ -169,7 +169,7 @@ def standard_callbacks(cfg: Config, run_dir: Path, *, progress: bool | None = No
     TensorBoard, the progress bar."""
     tc = cfg.train
     callbacks: list[Callback] = [EarlyStopping(tc.early_stopping.patience)] if tc.early_stopping else []
-    callbacks += [Checkpoint(Path(run_dir) / runs.CHECKPOINTS), MetricsLog(Path(run_dir) / runs.METRICS)]
+    callbacks += [Checkpoint(runs.run_folder(run_dir, runs.CHECKPOINTS)), MetricsLog(Path(run_dir) / runs.METRICS)]
     if tc.tensorboard:
         callbacks.append(TensorBoard(Path(run_dir) / "tb"))
     callbacks.append(ProgressBar(tc.epochs, progress))

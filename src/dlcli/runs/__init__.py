@@ -1,7 +1,17 @@
 """Run directories: their layout (layout.py), atomic writes (files.py), checkpoints (checkpoint.py),
 and the `Run` object that opens one (run.py; import it from there: it loads the config and torch)."""
 
-from .files import now, read_json, read_metrics, write_atomic, write_json, write_metrics, write_yaml
+from .files import (
+    check_writable,
+    now,
+    read_json,
+    read_metrics,
+    run_folder,
+    write_atomic,
+    write_json,
+    write_metrics,
+    write_yaml,
+)
 from .layout import (
     CHECKPOINTS,
     CONFIG,
@@ -18,5 +28,5 @@ from .layout import (
 )
 
 __all__ = ["CHECKPOINTS", "CONFIG", "EVALUATION", "LABELS", "METRICS", "PLOTS", "RUN_INFO", "SCALER", "SUMMARY",
-           "check_run_dir", "environment", "new_run_dir", "now", "read_json", "read_metrics", "write_atomic",
-           "write_json", "write_metrics", "write_yaml"]
+           "check_run_dir", "check_writable", "environment", "new_run_dir", "now", "read_json", "read_metrics",
+           "run_folder", "write_atomic", "write_json", "write_metrics", "write_yaml"]

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,26 @@ import yaml
 from ..errors import RunError
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file whole or not at all; RunError (naming it) where it cannot be written."""
+def write_atomic(path: Path, data: bytes | str, *, make_folders: bool = False) -> None:
+    """Write a file whole or not at all, with the user's umask; RunError (naming it) where it cannot be written.
+
+    The folder must exist, unless `make_folders`: a mistyped output folder is an error, not a new
+    folder (a run's own folders are made by `run_folder`). A device or pipe (/dev/null, /dev/stdout)
+    is written straight to: renaming a temporary file over it would replace the device.
+    """
     path = Path(path)
+    if make_folders and not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as exc:
+            raise _not_written(path, exc) from None
+    check_writable(path)
+    if path.exists() and not path.is_file():
+        return _write_special(path, data)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(21, "it is a folder")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a file of the user's is 0644 under umask 022
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -38,8 +50,71 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})") from None
+            raise _not_written(path, exc) from None
         raise
+
+
+def check_writable(path: Path) -> None:
+    """RunError unless `path` can be a file: its folder exists, and it is not a folder itself. Commands
+    check their output this way before the work, so a mistyped -o fails at once."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{path}: cannot be written (it is a folder; give a file name)")
+    if not path.parent.is_dir():
+        what = f"{path.parent} is a file, not a folder" if path.parent.exists() else \
+            f"its folder {path.parent} does not exist"
+        raise RunError(f"{path}: cannot be written ({what})")
+
+
+def run_folder(run_dir: Path, name: str) -> Path:
+    """A run's sub-folder (plots/, checkpoints/), created when missing. One that is a link out of the run
+    directory is refused, never followed: writing a run's files must not write elsewhere."""
+    run_dir, folder = Path(run_dir), Path(run_dir) / name
+    check_inside(run_dir, folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder}: is a file, not a folder; move it away so the run can write its {name}")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise _not_written(folder, exc) from None
+    return folder
+
+
+def check_inside(run_dir: Path, path: Path) -> None:
+    """RunError when `path` (a folder or file of the run) is a symbolic link that leads out of the run directory."""
+    if path.is_symlink() and not path.resolve().is_relative_to(Path(run_dir).resolve()):
+        raise RunError(f"{path}: is a link to {path.resolve()}, out of the run directory; refusing to "
+                       "follow it (put the folder or file itself in the run)")
+
+
+def _write_special(path: Path, data: bytes | str) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+    except OSError as exc:
+        raise _not_written(path, exc) from None
+
+
+def _not_written(path: Path, exc: OSError) -> RunError:
+    return RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})")
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask. Linux tells it in /proc; elsewhere it is read by setting it (to a strict
+    value, so a file another thread creates meanwhile is never more open than it should be)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        old = os.umask(0o077)
+        os.umask(old)
+    return old
 
 
 def write_json(path: Path, obj: Any) -> None:

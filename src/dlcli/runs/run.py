@@ -17,7 +17,7 @@ from ..data import Fitted, Scaler
 from ..errors import RunError
 from ..nn.network import Network, build_model
 from .checkpoint import REFUSED, load_checkpoint
-from .files import DAMAGED, read_json
+from .files import DAMAGED, check_inside, read_json
 from .layout import CHECKPOINTS, CONFIG, LABELS, RUN_INFO, SCALER, check_run_dir
 
 
@@ -65,12 +65,15 @@ class Run:
         return tuple(self.labels.get("input_shape") or self.config.model.input_shape or ())
 
     def checkpoint(self, which: str = "best") -> tuple[str, Path]:
-        """(the checkpoint used, its file): `best` falls back to `last` for a run that never saved a best."""
+        """(the checkpoint used, its file): `best` falls back to `last` for a run that never saved a best.
+        A checkpoint, or checkpoints/, linked out of the run directory is refused, as when writing."""
+        check_inside(self.path, self.path / CHECKPOINTS)
         chosen, path = which, self.path / CHECKPOINTS / f"{which}.pt"
         if which == "best" and not path.exists():
             chosen, path = "last", self.path / CHECKPOINTS / "last.pt"
         if not path.exists():
             raise RunError(f"{self.path}: no {which} checkpoint ({path} is missing)")
+        check_inside(self.path, path)
         return chosen, path
 
     def load_weights(self, model: Network, which: str, device) -> tuple[str, int]:
