@@ -7,6 +7,7 @@ old one, so a reader sees either the old or the new file, never half of one.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -25,8 +26,8 @@ def write_atomic(path: Path, data: bytes | str, *, make_folders: bool = False) -
     """Write a file whole or not at all, with the user's umask; RunError (naming it) where it cannot be written.
 
     The folder must exist, unless `make_folders`: a mistyped output folder is an error, not a new
-    folder (a run's own folders are made by `run_folder`). A device or pipe (/dev/null, /dev/stdout)
-    is written straight to: renaming a temporary file over it would replace the device.
+    folder (a run's own folders are made by `run_folder`). A device or pipe (/dev/null, /dev/stdout) is written
+    straight to: renaming a temporary file over it would replace the device.
     """
     path = Path(path)
     if make_folders and not path.parent.exists():
@@ -36,6 +37,8 @@ def write_atomic(path: Path, data: bytes | str, *, make_folders: bool = False) -
             raise _not_written(path, exc) from None
     check_writable(path)
     if path.exists() and not path.is_file():
+        if not (path.is_char_device() or path.is_fifo()):
+            raise RunError(f"{path}: cannot be written (it is not a regular file, a folder, a device or a pipe)")
         return _write_special(path, data)
     tmp = None
     try:
@@ -88,8 +91,16 @@ def check_inside(run_dir: Path, path: Path) -> None:
 
 
 def _write_special(path: Path, data: bytes | str) -> None:
+    """Write to a device or a pipe (`-o /dev/stdout | head`); a pipe nobody reads is an error, not a hang."""
     try:
-        with open(path, "wb") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a FIFO without a reader: ENXIO at once
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise RunError(f"{path}: cannot be written (a pipe that nothing reads)") from None
+        raise _not_written(path, exc) from None
+    try:
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
     except OSError as exc:
         raise _not_written(path, exc) from None
