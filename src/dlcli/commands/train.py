@@ -67,7 +67,7 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
             with RunLock(folder):  # before anything is read for writing: one process per run
                 cfg, info, setup, changed = _prepare_resume(folder, overrides)
                 dev = resolve_device(device or cfg.train.device)
-                return _train(folder, cfg, setup, dev, info, changed, overrides, stopped, progress, callbacks)
+                return _train(folder, cfg, setup, dev, info, changed, stopped, progress, callbacks)
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
@@ -77,7 +77,7 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
         folder = _new_run(name, run_dir, runs_root)
         with RunLock(folder):
             info = {"name": name, "started": runs.now(), "command": " ".join(sys.argv)}
-            return _train(folder, cfg, setup, dev, info, None, overrides, stopped, progress, callbacks)
+            return _train(folder, cfg, setup, dev, info, None, stopped, progress, callbacks)
 
 
 def _prepare_resume(folder: Path, overrides) -> tuple[Config, dict, Setup, Changes]:
@@ -105,7 +105,7 @@ def _prepare_resume(folder: Path, overrides) -> tuple[Config, dict, Setup, Chang
     return cfg, {**info, "resumed": [*info.get("resumed", []), resumed]}, setup, changed
 
 
-def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Changes | None, overrides,
+def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Changes | None,
            stopped: list[int], progress: bool | None, callbacks: list[Callback]) -> TrainResult:
     """Train in `folder`, which this process has locked: run.json first (so a run killed from here on is
     known as one), then the config, data files and summary, then the loop."""
@@ -139,8 +139,8 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
         if stopped:  # Ctrl-C or SIGTERM, or what they broke on their way (a data worker killed with us)
-            finish("interrupted", message=f"stopped by signal {stopped[0]}; continue with dlcli train --resume "
-                                          f"{folder}")
+            finish("interrupted", message=f"stopped by {signal.Signals(stopped[0]).name}; continue with dlcli "
+                                          f"train --resume {folder}")
             raise Stopped(stopped[0], folder) from None
         message = str(exc) if isinstance(exc, (TrainingFailed, RunError)) else f"{type(exc).__name__}: {exc}"
         try:
