@@ -68,6 +68,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         activation=model.head,
         class_counts=dataset.class_counts() if dataset else None,
         config_dir=cfg.base_dir,
+        output_shape=model.output_shape,
     )
     with cfg.section("loss"):
         loss = build_loss(cfg.loss, context)
