@@ -18,7 +18,7 @@ import torch
 from .. import runs
 from ..config import Config, load_config
 from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
-from ..engine.device import resolve_device
+from ..engine.device import config_device
 from ..engine.loop import fit, monitored
 from ..engine.setup import Setup, prepare
 from ..errors import RunError, TrainingFailed
@@ -55,7 +55,8 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
     if resume is not None:
         run = Run.open(resume, overrides)
         cfg, info = run.config, run.info
-        setup = prepare(cfg, fitted=run.fitted)
+        dev = config_device(cfg, device)  # refuses a missing GPU before anything is loaded or written
+        setup = prepare(cfg, fitted=run.fitted, device=dev)
         checkpoint = run.path / runs.CHECKPOINTS / "last.pt"
         if not checkpoint.exists():
             raise RunError(f"{run.path}: has no checkpoint to resume from ({checkpoint} is missing)")
@@ -70,9 +71,9 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
-        setup = prepare(cfg)
+        dev = config_device(cfg, device)
+        setup = prepare(cfg, device=dev)
         info, checkpoint, folder = {"name": cfg.name or (cfg.file.stem if cfg.file else "run")}, None, None
-    dev = resolve_device(device or cfg.train.device)  # refuses a missing GPU before a run folder is made
     if folder is None:
         folder = _new_run(info["name"], run_dir, runs_root)
     runs.write_yaml(folder / runs.CONFIG, cfg.resolved())
