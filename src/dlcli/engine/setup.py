@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..config.schema import SOURCES
 from ..data import Dataset, Fitted, load_dataset
 from ..data.resources import available_memory
 from ..messages import few
@@ -64,6 +65,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
     with cfg.section("model"):
         model = build_model(cfg, shape)
     if dataset is not None:
+        check_classes(cfg, dataset, task)
         check_outputs(cfg, model, dataset, task)
         if cfg.monitor.startswith("val_") and cfg.train.early_stopping and "val" not in dataset.splits:
             raise cfg.error("train.early_stopping.monitor", f"'{cfg.monitor}' needs validation data: set "
@@ -108,6 +110,18 @@ def free_memory(device: torch.device) -> int | None:
 
 def gigabytes(n: int) -> str:
     return f"{n / 1e9:,.1f} GB"
+
+
+def check_classes(cfg: Config, data: Dataset, task: str) -> None:
+    """A classifier learns nothing from one class: its training split must hold two at least."""
+    counts = data.class_counts() if task != "regression" else None
+    present = [data.classes[i] for i, n in enumerate(counts or ()) if n > 0]
+    if counts is None or len(present) >= 2:
+        return
+    key = "data.target" if cfg.data.target else f"data.{next(k for k in SOURCES if getattr(cfg.data, k) is not None)}"
+    held = f"one class only ({present[0]!r})" if present else "no samples"
+    raise cfg.error(key, f"the training split holds {held}, and a {task} classifier needs two classes or more; "
+                    "check the target column and data.positive, or set task: regression for a numeric target")
 
 
 def check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> None:

@@ -48,7 +48,17 @@ Base = Annotated[  # aliases such as "bce" are accepted and stored canonical
     Literal["binary_crossentropy", "categorical_crossentropy", "focal"] | None,
     BeforeValidator(lambda v: (LOSSES.canonical(v) or v) if isinstance(v, str) else v),
 ]
-Weights = Literal["inverse_frequency", "effective_number"] | list[NonNegFloat]
+
+
+def _some_positive(weights: str | list[float]) -> str | list[float]:
+    """All-zero class weights would make every sample weigh nothing: a loss of 0 that learns nothing."""
+    if isinstance(weights, list) and weights and not any(weights):
+        raise ValueError(f"are all zero, so no sample would count; give at least one class a weight above 0, "
+                         f"got {weights}")
+    return weights
+
+
+Weights = Annotated[Literal["inverse_frequency", "effective_number"] | list[NonNegFloat], AfterValidator(_some_positive)]
 
 
 class Loss(nn.Module):
