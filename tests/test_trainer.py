@@ -1,6 +1,7 @@
 """The training loop in-process: reproducibility, early stopping, schedules, checkpoints, failures."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,24 @@ def test_trains_on_cuda(cfg, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["device"].startswith("cuda") and info["status"] == "completed"
     assert evaluate(run, device="cuda")["metrics"]["accuracy"] > 0.9
+
+
+@pytest.mark.cuda
+def test_validate_checks_the_gpu_that_is_asked_for(cfg):
+    from dlcli.commands.validate import validate
+    from dlcli.errors import ConfigError
+
+    past = torch.cuda.device_count()
+    with pytest.raises(ConfigError, match=rf"train.device: 'cuda:{past}' is not on this machine, which has cpu, "
+                                          rf"cuda:0 \({torch.cuda.get_device_name(0)}\)"):
+        validate(cfg, [f"train.device=cuda:{past}"])
+    free = torch.cuda.mem_get_info(0)[0] / 1e9
+    with pytest.raises(ConfigError, match=r"model.layers\[0\]: the model is too large: .* would need 1,280.0 GB") as exc:
+        validate(cfg, ["train.device=cuda:0", "model.layers[0].units=1000000000"])
+    # 32e9 weights x 4 copies x 4 bytes, and per sample 1e9 outputs of the layer, its relu and the dropout x 2 copies
+    said = re.search(r"([\d,.]+) GB of this GPU's memory available", str(exc.value))
+    assert said and abs(float(said[1].replace(",", "")) - free) < 5
+    assert validate(cfg, ["train.device=cuda:0"]).parameters == 30 * 16 + 16 + 16 + 1
 
 
 def _host_syncs(cfg, tmp_path, overrides) -> int:
