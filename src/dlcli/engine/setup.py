@@ -109,7 +109,7 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def gigabytes(n: int) -> str:
-    return f"{n / 1e9:,.1f} GB"
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB"
 
 
 def check_classes(cfg: Config, data: Dataset, task: str) -> None:
