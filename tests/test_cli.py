@@ -548,6 +548,12 @@ NO_FLATTEN = on_builtin("digits", ["{type: conv2d, filters: 4, kernel_size: 3, a
 CUSTOM_LOSS = {"cfg.yaml": TINY.replace("loss: binary_crossentropy",
                                         'loss: {name: custom, function: "my_losses.py:smooth_loss"}'),
                "my_losses.py": "import no_such_module_for_dlcli\n\n\ndef smooth_loss(p, y):\n    return p.mean()\n"}
+VECTOR_LOSS = {"cfg.yaml": CUSTOM_LOSS["cfg.yaml"], "my_losses.py": "def smooth_loss(p, y):\n    return (p - y) ** 2\n"}
+PGM = "P2\n2 2\n255\n0 10\n20 30\n"  # a 2x2 grayscale image, as text
+HUGE_IMAGES = {"cfg.yaml": "data: {images: imgs, image_size: [1000000, 1000000]}\nmodel:\n  layers:\n"
+                           "    - {type: flatten}\n    - {type: dense, units: 1, activation: sigmoid}\n"
+                           "loss: binary_crossentropy\n",
+               "imgs/a/1.pgm": PGM, "imgs/b/2.pgm": PGM}
 
 CASES = {
     "malformed-yaml": Case(["validate", "cfg.yaml"], {"cfg.yaml": MALFORMED},
@@ -614,6 +620,32 @@ CASES = {
     "custom-loss-does-not-import": Case(["validate", "cfg.yaml"], CUSTOM_LOSS,
                                         ["cfg.yaml, line 7: loss.function: cannot import", "my_losses.py",
                                          "no module named 'no_such_module_for_dlcli'"]),
+    # Issue 17: values checked at validate, and by train before a run directory exists.
+    "run-name-escapes": Case(["train", "cfg.yaml", "name=../../escaped"], {"cfg.yaml": TINY},
+                             ["cfg.yaml: name: is a path, not one folder name", "dlcli train --run-dir PATH"]),
+    "run-name-too-long": Case(["train", "cfg.yaml", "name=" + "a" * 300], {"cfg.yaml": TINY},
+                              ["name: is 300 bytes long, over 200"]),
+    "custom-loss-is-a-module": Case(["validate", "cfg.yaml"], tiny("loss: binary_crossentropy",
+                                                                   'loss: {name: custom, function: "os.path:join"}'),
+                                    ["cfg.yaml, line 7: loss.function: must be 'path/to/file.py:function'"]),
+    "custom-loss-returns-a-vector-train": Case(["train", "cfg.yaml"], VECTOR_LOSS,
+                                               ["cfg.yaml, line 7: loss.function: custom loss", "my_losses.py:smooth_loss",
+                                                "must return a scalar tensor, got a tensor of shape (2, 1) on a batch "
+                                                "of 2 (prediction float32 (2, 1), target float32 (2, 1))"]),
+    "device-not-here": Case(["validate", "cfg.yaml"], tiny("device: cpu", "device: cuda:7"),
+                            ["cfg.yaml, line 9: train.device: 'cuda:7' is not on this machine, which has cpu"]),
+    "device-not-here-train": Case(["train", "cfg.yaml"], tiny("device: cpu", "device: cuda:7"),
+                                  ["line 9: train.device: 'cuda:7' is not on this machine"]),
+    "model-too-large-train": Case(["train", "cfg.yaml", "model.layers[0].units=1000000000"], {"cfg.yaml": TINY},
+                                  ["cfg.yaml, line 5: model.layers[0]: the model is too large: a training step of 32 "
+                                   "samples would need 1,024.0 GB", "memory available"]),
+    "image-size-too-large": Case(["validate", "cfg.yaml"], HUGE_IMAGES,
+                                 ["cfg.yaml, line 1: data.image_size: one 1000000x1000000 grayscale image as float32 "
+                                  "would need 4,000.0 GB of memory"]),
+    "one-class-in-the-training-split": Case(["validate", "cfg.yaml"],
+                                            on_table("{path: table.csv, target: label}", "a,b,label\n1,2,x\n3,4,x\n"),
+                                            ["cfg.yaml, line 1: data.target: the training split holds one class only "
+                                             "('x'), and a binary classifier needs two classes or more"]),
     "missing-config-file": Case(["train", "no-such-config.yaml"], {}, ["no-such-config.yaml: file not found"]),
     "evaluate-a-folder-that-is-not-a-run": Case(["evaluate", "not-a-run"], {"not-a-run/notes.txt": "hello\n"},
                                                 ["not-a-run: not a dlcli run directory"]),

@@ -160,3 +160,44 @@ def test_params_only_optimizer_is_not_blamed_when_another_key_fails(tmp_path):
     assert ": optimizer:" not in msg and len(msg.splitlines()) == 1
     msg = problems(tmp_path, BASE + "optimizer: {lr: 0.1, momentun: 1}\ntrian: {epochs: 2}\n")
     assert "optimizer.momentun: unknown key 'momentun'" in msg
+
+
+# Issue 17: values are checked by the schema where they are written, with the line and the advice.
+@pytest.mark.parametrize("change,overrides,fragment", [
+    (("name: t", "seed: abc"), (), "c.yaml, line 1: seed: must be an integer, got 'abc'"),
+    (("name: t", "seed: 1.5"), (), "c.yaml, line 1: seed: must be an integer, got 1.5"),
+    (("name: t", "seed: true"), (), "c.yaml, line 1: seed: must be an integer, got True"),
+    (("name: t", "seed: -1"), (), "c.yaml, line 1: seed: must be at least 0, got -1"),
+    (("name: t", f"seed: {2**64}"), (), f"c.yaml, line 1: seed: must be at most {2**32 - 1}, got {2**64}"),
+    (("name: t", "name: ../../escaped"), (), "c.yaml, line 1: name: is a path, not one folder name: a run name is "
+                                             "one folder name under runs/"),
+    (("name: t", "name: /tmp/elsewhere"), (), "line 1: name: is a path, not one folder name"),
+    (("name: t", "name: '..'"), (), "line 1: name: is a path"),
+    (("name: t", 'name: "a\\0b"'), (), "line 1: name: holds a NUL character"),
+    (("name: t", f"name: {'é' * 101}"), (), "line 1: name: is 202 bytes long, over 200"),
+    (("name: t", "name: t"), ("name=a/b",), "c.yaml: name: is a path, not one folder name"),
+    (("loss: categorical_crossentropy", "loss: categorical_crossentropy\noptimizer: {name: adam, lr: .inf}"), (),
+     "c.yaml, line 9: optimizer.lr: must be a finite number, got inf"),
+    (("loss: categorical_crossentropy", "loss: categorical_crossentropy\noptimizer: {lr: .nan}"), (),
+     "c.yaml, line 9: optimizer.lr: must be a finite number, got nan"),
+    (("name: t", "name: t"), ("train.clipnorm=.inf",), "train.clipnorm: must be a finite number, got inf"),
+    (("name: t", "name: t"), ("optimizer=",), "c.yaml: optimizer: is empty; give a name or {name: ..., <params>}, "
+                                               "e.g. adam or {name: adam, lr: 0.001} (from the command-line "
+                                               "override 'optimizer=')"),
+    (("loss: categorical_crossentropy", "loss:"), (), "c.yaml, line 8: loss: is empty"),
+    (("loss: categorical_crossentropy", 'loss: {name: custom, function: "os.path:join"}'), (),
+     "c.yaml, line 8: loss.function: must be 'path/to/file.py:function' (a Python file, relative to the config), "
+     "got 'os.path:join'"),
+    (("loss: categorical_crossentropy", "loss: {name: class_balanced, weights: [0, 0.0, 0]}"), (),
+     "c.yaml, line 8: loss.weights: are all zero, so no sample would count; give at least one class a weight "
+     "above 0"),
+    (("name: t", "name: t\ntrain: {device: gpu}"), (),
+     "c.yaml, line 2: train.device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+])
+def test_values_are_checked_where_they_are_written(tmp_path, change, overrides, fragment):
+    assert fragment in problems(tmp_path, BASE.replace(*change), *overrides)
+
+
+def test_a_run_name_of_one_folder_is_kept(tmp_path):
+    assert load_config(write(tmp_path, BASE.replace("name: t", "name: 'exp-1 (lr 0.1)'"))).name == "exp-1 (lr 0.1)"
+    assert load_config(write(tmp_path, BASE.replace("name: t", f"name: {'a' * 200}"))).name == "a" * 200

@@ -59,7 +59,7 @@ def test_summary_names_layers_as_keras_prints_them():
         ("max_pooling2d_1", "MaxPooling2D"), ("flatten", "Flatten"), ("dropout", "Dropout"), ("dense", "Dense")]
     others = build_model({"input_shape": [2, 8], "layers": [
         {"type": "batchnorm"}, {"type": "avgpool1d"}, {"type": "conv1d", "filters": 2}, {"type": "flatten"},
-        {"type": "relu"}, {"type": "maxout", "units": 2}, {"type": "reshape", "shape": [2, 1]}]})
+        {"type": "activation", "activation": "relu"}, {"type": "maxout", "units": 2}, {"type": "reshape", "shape": [2, 1]}]})
     assert [r["name"] for r in summary_dict(others)["layers"]] == [
         "batch_normalization", "average_pooling1d", "conv1d", "flatten", "activation", "maxout", "reshape"]
 
@@ -165,3 +165,49 @@ def test_shape_misfits_name_the_layer(layers, key, fragment):
         build_model({"input_shape": [1, 6, 6], "layers": layers})
     assert info.value.key == key
     assert fragment in str(info.value)
+
+
+# Every layer type, so that a layer added to nn/layers.py without meta-device support fails here.
+EVERY_LAYER = {
+    "input_shape": [2, 12, 12],
+    "layers": [
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "same", "activation": "relu"},
+        {"type": "batchnorm"},
+        {"type": "maxpool2d", "pool_size": 2},
+        {"type": "avgpool2d", "pool_size": 1},
+        {"type": "reshape", "shape": [4, 9]},
+        {"type": "conv1d", "filters": 3, "kernel_size": 2},
+        {"type": "maxpool1d", "pool_size": 2},
+        {"type": "avgpool1d", "pool_size": 1},
+        {"type": "flatten"},
+        {"type": "dropout", "rate": 0.1},
+        {"type": "maxout", "units": 5, "pieces": 3},
+        {"type": "activation", "activation": "relu"},
+        {"type": "dense", "units": 2, "activation": "softmax"},
+    ],
+}
+
+
+def test_every_layer_builds_on_the_meta_device_with_the_real_shapes_and_counts():
+    from dlcli.nn.layers import LAYERS
+
+    assert {LAYERS.get(spec["type"]).name for spec in EVERY_LAYER["layers"]} == set(LAYERS.names())
+    meta, real = build_model(EVERY_LAYER, device="meta"), build_model(EVERY_LAYER)
+    assert all(p.is_meta for p in meta.parameters()) and not any(p.is_meta for p in real.parameters())
+    assert [i.output_shape for i in meta.layers_info] == [i.output_shape for i in real.layers_info]
+    assert summary_dict(meta)["total_params"] == summary_dict(real)["total_params"]
+
+
+def test_footprint_counts_weight_and_output_copies():
+    from dlcli.nn.network import footprint
+
+    model = build_model(LECTURE_FFNN, device="meta")
+    # By hand: 74,051 weights x 4 copies (weights, gradients, Adam's two moments), and per sample the
+    # input (28) plus each layer's output and its activation's (2 x (300 + 150 + 100 + 50 + 1)) x 2 copies.
+    batch = 32
+    total, per_layer = footprint(model, batch)
+    assert total == 4 * (4 * 74051 + batch * 28 + 2 * batch * 2 * (300 + 150 + 100 + 50 + 1))
+    assert per_layer[0] == 4 * (4 * (28 * 300 + 300) + 2 * batch * 2 * 300)
+    # A billion units cost nothing to measure on the meta device.
+    huge = build_model({"input_shape": [30], "layers": [{"type": "dense", "units": 10**9}]}, device="meta")
+    assert footprint(huge, 1)[0] == 4 * (4 * 31 * 10**9 + 30 + 2 * 10**9)

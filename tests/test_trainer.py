@@ -1,6 +1,7 @@
 """The training loop in-process: reproducibility, early stopping, schedules, checkpoints, failures."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,43 @@ def test_trains_on_cuda(cfg, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["device"].startswith("cuda") and info["status"] == "completed"
     assert evaluate(run, device="cuda")["metrics"]["accuracy"] > 0.9
+
+
+def test_validate_checks_the_gpu_that_is_asked_for_on_a_pretend_gpu(cfg, monkeypatch):
+    # The same checks as the test below, on any machine: torch.cuda says there is one GPU with 0.1 GB free.
+    from dlcli.commands.validate import validate
+    from dlcli.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "Pretend GPU")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (100_000_000, 80_000_000_000))
+    with pytest.raises(ConfigError, match=r"train.device: 'cuda:1' is not on this machine, which has cpu, "
+                                          r"cuda:0 \(Pretend GPU\)(, mps)?; use one of them, or auto"):
+        validate(cfg, ["train.device=cuda:1"])
+    # 3.2e6 weights x 4 copies x 4 bytes (51.2 MB) and 32 samples x 3e5 outputs x 2 copies x 4 bytes (76.8 MB)
+    with pytest.raises(ConfigError, match=r"model.layers\[0\]: the model is too large: a training step of 32 "
+                                          r"samples would need 128 MB .*, 100 MB of this GPU's memory available"):
+        validate(cfg, ["train.device=cuda:0", "model.layers[0].units=100000"])
+    assert validate(cfg, ["train.device=cuda:0", "model.layers[0].units=10000"]).layers == 3
+
+
+@pytest.mark.cuda
+def test_validate_checks_the_gpu_that_is_asked_for(cfg):
+    from dlcli.commands.validate import validate
+    from dlcli.errors import ConfigError
+
+    past = torch.cuda.device_count()
+    with pytest.raises(ConfigError, match=rf"train.device: 'cuda:{past}' is not on this machine, which has cpu, "
+                                          rf"cuda:0 \({torch.cuda.get_device_name(0)}\)"):
+        validate(cfg, [f"train.device=cuda:{past}"])
+    free = torch.cuda.mem_get_info(0)[0] / 1e9
+    with pytest.raises(ConfigError, match=r"model.layers\[0\]: the model is too large: .* would need 1,280.0 GB") as exc:
+        validate(cfg, ["train.device=cuda:0", "model.layers[0].units=1000000000"])
+    # 32e9 weights x 4 copies x 4 bytes, and per sample 1e9 outputs of the layer, its relu and the dropout x 2 copies
+    said = re.search(r"([\d,.]+) GB of this GPU's memory available", str(exc.value))
+    assert said and abs(float(said[1].replace(",", "")) - free) < 5
+    assert validate(cfg, ["train.device=cuda:0"]).parameters == 30 * 16 + 16 + 16 + 1
 
 
 def _host_syncs(cfg, tmp_path, overrides) -> int:

@@ -161,8 +161,10 @@ def _message(err: dict, integer: bool = False) -> str:
         return "required key is missing"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be an integer{got}"
-    if kind in ("float_type", "float_parsing", "finite_number"):
+    if kind in ("float_type", "float_parsing"):
         return f"must be a number{got}"
+    if kind == "finite_number":
+        return f"must be a finite number{got}"
     if kind in ("bool_type", "bool_parsing"):
         return f"must be true or false{got}"
     if kind in ("string_type",):

@@ -51,9 +51,10 @@ Problems = list[tuple[tuple, str]]  # (key path, message)
 
 
 class Params(BaseModel):
-    """Base of every generated parameter model: unknown keys are errors."""
+    """Base of every generated parameter model: unknown keys are errors, and so are infinite numbers (an
+    `lr: .inf` is refused like `.nan`, not found out by a NaN loss)."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

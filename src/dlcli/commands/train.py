@@ -19,7 +19,7 @@ import torch
 from .. import runs
 from ..config import Config, load_config
 from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
-from ..engine.device import resolve_device
+from ..engine.device import config_device
 from ..engine.loop import fit, monitored
 from ..engine.resume import Changes, changes
 from ..engine.setup import Setup, prepare
@@ -65,14 +65,13 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
             if not _started(folder):
                 runs.check_run_dir(folder)  # not a run directory: says why
             with RunLock(folder):  # before anything is read for writing: one process per run
-                cfg, info, setup, changed = _prepare_resume(folder, overrides)
-                dev = resolve_device(device or cfg.train.device)
+                cfg, info, setup, changed, dev = _prepare_resume(folder, overrides, device)
                 return _train(folder, cfg, setup, dev, info, changed, stopped, progress, callbacks)
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
-        setup = prepare(cfg)
-        dev = resolve_device(device or cfg.train.device)  # refuses a missing GPU before a run folder is made
+        dev = config_device(cfg, device)  # refuses a missing GPU before anything is loaded or written
+        setup = prepare(cfg, device=dev)
         name = cfg.name or (cfg.file.stem if cfg.file else "run")
         folder = _new_run(name, run_dir, runs_root)
         with RunLock(folder):
@@ -80,9 +79,9 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
             return _train(folder, cfg, setup, dev, info, None, stopped, progress, callbacks)
 
 
-def _prepare_resume(folder: Path, overrides) -> tuple[Config, dict, Setup, Changes]:
+def _prepare_resume(folder: Path, overrides, device: str | None) -> tuple[Config, dict, Setup, Changes, torch.device]:
     """Everything a resume checks before it writes a byte: the checkpoint, the config and its changes, the
-    data and the network. (config, run.json, setup, the changes asked for)."""
+    device, the data and the network. (config, run.json, setup, the changes asked for, the device)."""
     last = folder / runs.CHECKPOINTS / "last.pt"
     if not last.exists():
         raise RunError(f"{folder}: was stopped before its first checkpoint ({last} does not exist), so there is "
@@ -97,12 +96,13 @@ def _prepare_resume(folder: Path, overrides) -> tuple[Config, dict, Setup, Chang
     if info.get("stopped_early") and not (changed.touches("train.early_stopping") or changed.touches("train.epochs")):
         raise RunError(f"{folder}: stopped early at epoch {done}; to train on, pass a larger "
                        "train.early_stopping.patience=N or train.epochs=N")
-    setup = prepare(cfg, fitted=run.fitted)
+    dev = config_device(cfg, device)
+    setup = prepare(cfg, fitted=run.fitted, device=dev)
     run.load_weights(setup.model, "last", torch.device("cpu"))  # it fits, before anything is rewritten
     if (folder / runs.CHECKPOINTS / "best.pt").exists():  # and the best so far, which training replaces
         load_checkpoint(folder / runs.CHECKPOINTS / "best.pt", torch.device("cpu"))
     resumed = {"at": runs.now(), "overrides": list(overrides), "command": " ".join(sys.argv)}
-    return cfg, {**info, "resumed": [*info.get("resumed", []), resumed]}, setup, changed
+    return cfg, {**info, "resumed": [*info.get("resumed", []), resumed]}, setup, changed, dev
 
 
 def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Changes | None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import load_config
+from ..engine.device import config_device
 from ..engine.setup import prepare
 from ..nn.summary import summary_dict
 
@@ -21,8 +22,10 @@ class Validation:
 
 
 def validate(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Validation:
-    """Load the config, its data and its model as training would; raise the first problem found."""
-    setup = prepare(load_config(config, overrides))
+    """Load the config, its data and its model as training would (on its train.device, which must be
+    here); raise the first problem found."""
+    cfg = load_config(config, overrides)
+    setup = prepare(cfg, device=config_device(cfg))
     summary = summary_dict(setup.model)
     return Validation(setup.task, len(summary["layers"]), summary["total_params"], setup.data.source,
                       setup.data.rows(), list(setup.data.notes))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_validator, model_validator
 
 from ..errors import ConfigError, SpecError
 from ..registry import implied_task, lookup
@@ -20,13 +20,17 @@ from .overrides import parse_key_path
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
+# numpy's and scikit-learn's seeds are 32-bit; strict, so `true` or 1.5 is not taken for a number.
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)]
+NAME_BYTES = 200  # a run name is one folder name; most file systems allow 255 bytes
 
 BUILTIN_DATASETS = ("breast_cancer", "digits", "iris", "wine", "diabetes")
 Task = Literal["auto", "binary", "multiclass", "regression"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No key takes an infinite number: `.inf` and `.nan` are refused where they are written.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class SplitConfig(Section):
@@ -135,16 +139,30 @@ class TrainConfig(Section):
             values = {**values, "early_stopping": {} if values["early_stopping"] else None}
         return values
 
-    @model_validator(mode="after")
-    def _known_device(self):
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
-            raise ValueError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got '{self.device}'")
-        return self
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        # Its form; whether this machine has it is engine/device.py's to say (at validate too).
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+        return device
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "is empty"
+    if "\0" in name:
+        return "holds a NUL character"
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return "is a path, not one folder name"
+    if len(name.encode()) > NAME_BYTES:
+        return f"is {len(name.encode())} bytes long, over {NAME_BYTES}"
+    return None
 
 
 class Config(Section):
-    name: str | None = None
-    seed: int = 42
+    name: str | None = None  # the run's folder under runs/: one path component (--run-dir takes a path)
+    seed: Seed = 42
     task: Task = "auto"
     data: DataConfig | None = None
     model: ModelConfig
@@ -153,6 +171,27 @@ class Config(Section):
     schedule: Any = None
     train: TrainConfig = TrainConfig()
     metrics: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str | None) -> str | None:
+        """runs/<name>/ must stay under runs/: `../x` or `/tmp/x` would put a run elsewhere."""
+        why = None if name is None else _name_problem(name)
+        if why:
+            shown = name if len(name) <= 40 else name[:40] + "..."
+            raise ValueError(f"{why}: a run name is one folder name under runs/ (no '/', '..' or NUL, at most "
+                             f"{NAME_BYTES} bytes), got {shown!r}; to put a run at a path of your own use "
+                             "dlcli train --run-dir PATH")
+        return name
+
+    @field_validator("loss", "optimizer")
+    @classmethod
+    def _not_empty(cls, spec: Any, info) -> Any:
+        """`optimizer=` on the command line (or `loss:` with nothing after it) is no spec at all."""
+        if spec is None:
+            example = "adam or {name: adam, lr: 0.001}" if info.field_name == "optimizer" else "mse"
+            raise ValueError(f"is empty; give a name or {{name: ..., <params>}}, e.g. {example}")
+        return spec
 
     _file: Path | None = PrivateAttr(None)
     _lines: dict = PrivateAttr(default_factory=dict)

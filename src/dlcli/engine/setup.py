@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..config.schema import SOURCES
 from ..data import Dataset, Fitted, load_dataset
+from ..data.resources import available_memory
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
-from ..nn.network import Network, build_model
+from ..nn.network import Network, build_model, footprint
 
 
 @dataclass
@@ -36,11 +38,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None) -> Setup:
+def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None,
+            device: torch.device | None = None) -> Setup:
     """Load the data (when asked or needed for the input shape), build the model and the loss.
 
     A stored run passes what it fitted on its train rows (`Run.fitted`): scaler, classes, and the
-    `missing: mean` fill values, so nothing is refitted.
+    `missing: mean` fill values, so nothing is refitted. The model is built on the meta device first,
+    and refused when one training step would not fit in `device`'s free memory (the CPU's by default).
     """
     fitted = fitted or Fitted()
     task = cfg.task_kind
@@ -54,10 +58,14 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
             raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
                             f"{list(dataset.input_shape)}; remove input_shape or make it match")
+    shape = dataset.input_shape if dataset else None
+    with cfg.section("model"):
+        check_memory(cfg, build_model(cfg, shape, device="meta"), dataset, device or torch.device("cpu"))
     seed_everything(cfg.seed)
     with cfg.section("model"):
-        model = build_model(cfg, dataset.input_shape if dataset else None)
+        model = build_model(cfg, shape)
     if dataset is not None:
+        check_classes(cfg, dataset, task)
         check_outputs(cfg, model, dataset, task)
         if cfg.monitor.startswith("val_") and cfg.train.early_stopping and "val" not in dataset.splits:
             raise cfg.error("train.early_stopping.monitor", f"'{cfg.monitor}' needs validation data: set "
@@ -68,10 +76,52 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         activation=model.head,
         class_counts=dataset.class_counts() if dataset else None,
         config_dir=cfg.base_dir,
+        output_shape=model.output_shape,
     )
     with cfg.section("loss"):
         loss = build_loss(cfg.loss, context)
     return Setup(cfg, dataset, model, loss, task)
+
+
+def check_memory(cfg: Config, model: Network, data: Dataset | None, device: torch.device) -> None:
+    """ConfigError at the layer taking most of it when one training step would not fit in the free memory.
+
+    `model` is built on the meta device (no memory). A batch holds at most the training rows.
+    """
+    batch = min(cfg.train.batch_size, data.rows()["train"]) if data is not None else cfg.train.batch_size
+    need, per_layer = footprint(model, batch)
+    free = free_memory(device)
+    if free is None or need <= free:
+        return
+    i = max(range(len(per_layer)), key=per_layer.__getitem__)
+    where = "this GPU's" if device.type == "cuda" else "this machine's"
+    raise cfg.error(f"model.layers[{i}]", f"the model is too large: a training step of {batch} samples would need "
+                    f"{gigabytes(need)} ({gigabytes(per_layer[i])} for this layer's weights and outputs), "
+                    f"{gigabytes(free)} of {where} memory available; use fewer units or filters, a smaller input "
+                    "or train.batch_size")
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on `device`: the GPU's own memory, else the machine's (None when unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return available_memory()
+
+
+def gigabytes(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB"
+
+
+def check_classes(cfg: Config, data: Dataset, task: str) -> None:
+    """A classifier learns nothing from one class: its training split must hold two at least."""
+    counts = data.class_counts() if task != "regression" else None
+    present = [data.classes[i] for i, n in enumerate(counts or ()) if n > 0]
+    if counts is None or len(present) >= 2:
+        return
+    key = "data.target" if cfg.data.target else f"data.{next(k for k in SOURCES if getattr(cfg.data, k) is not None)}"
+    held = f"one class only ({present[0]!r})" if present else "no samples"
+    raise cfg.error(key, f"the training split holds {held}, and a {task} classifier needs two classes or more; "
+                    "check the target column and data.positive, or set task: regression for a numeric target")
 
 
 def check_outputs(cfg: Config, model: Network, data: Dataset, task: str) -> None:

@@ -1,13 +1,14 @@
 """User code: the function a custom loss names (`loss: {name: custom, function: "my_losses.py:fn"}`).
 
 This is the one place where dlcli runs code that comes with a config: loading the config's loss
-imports the file (or module) and runs whatever it does at import, then calls the function every
-step. A config with a custom loss is code: run it only if you would run the file itself.
+imports the file and runs whatever it does at import, calls the function once on a made-up batch
+(nn/losses.py), then every step. A config with a custom loss is code: run it only if you would run
+the file itself. Only a .py file is named, never a module: `os.path:join` would make any function
+of any installed package the loss.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import itertools
 import sys
@@ -20,21 +21,27 @@ from ..errors import SpecError
 _module_ids = itertools.count()
 
 
-def load_function(ref: str, config_dir: Path) -> Callable[..., Any]:
-    """The function `ref` names: "path/to/file.py:fn" (relative to `config_dir`) or "package.module:fn"."""
+def function_ref(ref: str) -> str:
+    """A `function:` value checked for its form, "path/to/file.py:function", before anything is imported."""
     where, sep, attr = ref.rpartition(":")
-    if not (sep and where and attr):
-        raise SpecError(f"must be 'path/to/file.py:function' or 'package.module:function', got '{ref}'",
-                        key="function")
+    if not (sep and where.endswith(".py") and attr.isidentifier()):
+        raise ValueError(f"must be 'path/to/file.py:function' (a Python file, relative to the config), got '{ref}'")
+    return ref
+
+
+def load_function(ref: str, config_dir: Path) -> Callable[..., Any]:
+    """The function `ref` names: "path/to/file.py:fn", the file relative to `config_dir`."""
+    try:
+        function_ref(ref)
+    except ValueError as exc:
+        raise SpecError(str(exc), key="function") from None
+    where, _, attr = ref.rpartition(":")
 
     def fail(why: str) -> SpecError:
         return SpecError(f"cannot import '{ref}': {why}", key="function")
 
     try:
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            module = _import_file(Path(config_dir) / Path(where).expanduser(), fail)
-        else:
-            module = importlib.import_module(where)
+        module = _import_file(Path(config_dir) / Path(where).expanduser(), fail)
     except SyntaxError as exc:
         raise fail(f"syntax error in {Path(exc.filename or where).name}, line {exc.lineno}: {exc.msg}") \
             from exc

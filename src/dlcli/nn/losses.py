@@ -19,13 +19,13 @@ from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from torch import Tensor, nn
 
 from ..errors import SpecError
 from ..registry import BINARY, CLASSIFICATION, MULTICLASS, REGRESSION, Registry, implied_task
 from .activations import ACTIVATIONS
-from .custom import load_function
+from .custom import function_ref, load_function
 
 LOSSES = Registry("loss")
 
@@ -37,6 +37,7 @@ class LossContext:
     activation: nn.Module | None  # that activation as a module (None = identity)
     class_counts: list[int] | None = None  # training-set count per class index; None for regression
     config_dir: Path = Path(".")  # custom loss files are relative to this
+    output_shape: tuple[int, ...] | None = None  # the model's, per sample: a custom loss is tried on it
 
 
 NonNegFloat = Annotated[float, Field(ge=0)]
@@ -47,7 +48,17 @@ Base = Annotated[  # aliases such as "bce" are accepted and stored canonical
     Literal["binary_crossentropy", "categorical_crossentropy", "focal"] | None,
     BeforeValidator(lambda v: (LOSSES.canonical(v) or v) if isinstance(v, str) else v),
 ]
-Weights = Literal["inverse_frequency", "effective_number"] | list[NonNegFloat]
+
+
+def _some_positive(weights: str | list[float]) -> str | list[float]:
+    """All-zero class weights would make every sample weigh nothing: a loss of 0 that learns nothing."""
+    if isinstance(weights, list) and weights and not any(weights):
+        raise ValueError(f"are all zero, so no sample would count; give at least one class a weight above 0, "
+                         f"got {weights}")
+    return weights
+
+
+Weights = Annotated[Literal["inverse_frequency", "effective_number"] | list[NonNegFloat], AfterValidator(_some_positive)]
 
 
 class Loss(nn.Module):
@@ -293,15 +304,21 @@ def _check(ctx: LossContext, loss: str, needs: str) -> None:
 # Custom: a function of your own (nn/custom.py imports it: code that runs)
 
 
+PROBE_ROWS = 2  # the made-up batch a custom loss is tried on
+
+
 @LOSSES.register("custom", "custom_loss")
-def custom(ctx: LossContext, *, function: Annotated[str, Field(min_length=1)]) -> nn.Module:
-    """fn(prediction, target) -> scalar tensor, from "path/to/file.py:fn" or "package.module:fn".
+def custom(ctx: LossContext, *, function: Annotated[str, AfterValidator(function_ref)]) -> nn.Module:
+    """fn(prediction, target) -> scalar tensor, from "path/to/file.py:fn" (relative to the config).
 
     `prediction` is the activated output: probabilities for a sigmoid or softmax output layer.
     """
     fn = load_function(function, ctx.config_dir)
-    return Loss(f"custom, function={function}", partial(_call_custom, fn, function), task=ctx.task,
+    loss = Loss(f"custom, function={function}", partial(_call_custom, fn, function), task=ctx.task,
                 activation=ctx.activation)
+    if ctx.output_shape is not None:
+        _try_once(loss, ctx, function)
+    return loss
 
 
 def _call_custom(fn: Callable[..., Any], ref: str, prediction: Tensor, target: Tensor) -> Tensor:
@@ -310,3 +327,38 @@ def _call_custom(fn: Callable[..., Any], ref: str, prediction: Tensor, target: T
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
         raise SpecError(f"custom loss '{ref}' must return a scalar tensor, got {got}", key="function")
     return out.reshape(())
+
+
+def _try_once(loss: Loss, ctx: LossContext, ref: str) -> None:
+    """Call a custom loss on a made-up batch shaped as training's, so that a function with the wrong
+    signature, or returning a vector, a number or NaN, is refused when the config is checked (validate,
+    and train before a run directory exists) rather than in the first step. Its own generator leaves
+    the seeded global one as it was."""
+    raw = torch.randn(PROBE_ROWS, *ctx.output_shape, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    target = _probe_target(ctx, raw)
+    batch = f"a batch of {PROBE_ROWS} (prediction {_described(raw)}, target {_described(target)})"
+    try:
+        out = loss(raw, target)
+    except SpecError as exc:
+        raise SpecError(f"{exc} on {batch}", key="function") from None
+    except Exception as exc:  # the user's code: whatever it raises is a problem with the config's loss
+        raise SpecError(f"custom loss '{ref}' fails on {batch}: {type(exc).__name__}: {exc}", key="function") from None
+    if not torch.isfinite(out):
+        raise SpecError(f"custom loss '{ref}' returns {out.item()} on {batch}; it must be a finite number",
+                        key="function")
+    if not out.requires_grad:
+        raise SpecError(f"custom loss '{ref}' returns a tensor without a gradient on {batch}; compute it from "
+                        "prediction with torch operations (not .item(), float() or numpy)", key="function")
+
+
+def _probe_target(ctx: LossContext, raw: Tensor) -> Tensor:
+    """Targets as the training loop passes them (engine/batches.py)."""
+    if ctx.task == "binary":
+        return torch.arange(PROBE_ROWS, dtype=torch.float32).remainder(2).reshape(-1, 1)
+    if ctx.task == "multiclass":
+        return torch.arange(PROBE_ROWS).remainder(raw.shape[-1])
+    return torch.randn(raw.shape, generator=torch.Generator().manual_seed(1)).reshape(PROBE_ROWS, -1)
+
+
+def _described(t: Tensor) -> str:
+    return f"{str(t.dtype).removeprefix('torch.')} {tuple(t.shape)}"

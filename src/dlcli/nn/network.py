@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -63,13 +65,19 @@ class Network(nn.Module):
         return self.layers_info[-1].output_shape
 
 
-def build_model(model: Any, input_shape: Shape | list[int] | None = None) -> Network:
+def build_model(model: Any, input_shape: Shape | list[int] | None = None, device: str | None = None) -> Network:
     """Build the network of a `Config`, its `model:` section, or a plain dict of that section.
 
     A dict is checked here as a config's `model:` section would be (ConfigError listing every problem at
     its `model.` key path); a config's was checked when it was loaded. A layer that does not fit the
-    one before raises SpecError at `layers[i]`.
+    one before raises SpecError at `layers[i]`. On `device="meta"` the parameters have shapes but no
+    memory: what `footprint` measures before the real build allocates anything.
     """
+    with torch.device(device) if device else contextlib.nullcontext():
+        return _build(model, input_shape)
+
+
+def _build(model: Any, input_shape: Shape | list[int] | None) -> Network:
     model = getattr(model, "model", model)  # a Config: its model section
     if isinstance(model, dict):
         layers, declared = check_model(model), model.get("input_shape")
@@ -102,6 +110,29 @@ def build_model(model: Any, input_shape: Shape | list[int] | None = None) -> Net
         infos.append(LayerInfo(name if n == 0 else f"{name}_{n}", entry.display or entry.name, out_shape, modules))
         shape = out_shape
     return Network(tuple(input_shape or declared), infos, output_activation, head)
+
+
+# What one training step holds, in float32 (4 bytes) values:
+PARAMETER_COPIES = 4  # weights, their gradients, and Adam's two moment estimates (the default optimizer;
+#                       SGD with momentum keeps 3): the most a built-in optimizer keeps per weight
+ACTIVATION_COPIES = 2  # each module's output, kept for the backward pass, and its gradient there
+FLOAT_BYTES = 4
+
+
+def footprint(model: Network, batch: int) -> tuple[int, list[int]]:
+    """Bytes one training step of `batch` samples needs (the batch itself, and PARAMETER_COPIES of the weights
+    and ACTIVATION_COPIES of every module's output), and each config layer's share of them.
+
+    Read off the shapes only, so it works on a model built on the meta device. Temporary buffers of
+    torch's kernels and the data set itself are not in it: a floor, not a bound.
+    """
+    per_layer = []
+    for info in model.layers_info:
+        weights = sum(p.numel() for m in info.modules for p in m.parameters())
+        buffers = sum(b.numel() for m in info.modules for b in m.buffers())  # batchnorm's running statistics
+        outputs = len(info.modules) * math.prod(info.output_shape)  # a layer's output, then its activation's
+        per_layer.append(FLOAT_BYTES * (PARAMETER_COPIES * weights + buffers + ACTIVATION_COPIES * batch * outputs))
+    return FLOAT_BYTES * batch * math.prod(model.input_shape) + sum(per_layer), per_layer
 
 
 def check_model(model: dict) -> list[dict]:

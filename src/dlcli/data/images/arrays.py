@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ...config import DataConfig
+from ...errors import SpecError
 from ..resources import available_memory
 from ..scaler import ChannelStats
 
@@ -163,6 +164,17 @@ def to_float(array: np.ndarray, scaler, step: int = 1024) -> np.ndarray:
         chunk /= 255
         out[start:start + step] = scaler.transform(chunk) if scaler is not None else chunk
     return out
+
+
+def check_fits(data: DataConfig, nbytes: int, what: str, key: str) -> None:
+    """SpecError at `key` (data.image_size when set) when `what`, `nbytes` large, would not fit in the free
+    memory: called before those images are decoded, generated or resized."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        key, advice = ("image_size", "a smaller data.image_size") if data.image_size is not None else \
+            (key, "data.image_size: [height, width] to make them smaller")
+        raise SpecError(f"{what} would need {nbytes / 1e9:,.1f} GB of memory, {free / 1e9:,.1f} GB available; "
+                        f"set {advice}", key)
 
 
 def streams(data: DataConfig, nbytes: int) -> bool:

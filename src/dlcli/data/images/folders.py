@@ -16,6 +16,7 @@ from .arrays import (
     ArrayImages,
     FileImages,
     ImageSource,
+    check_fits,
     hidden,
     image_batches,
     is_image,
@@ -73,6 +74,8 @@ def load_folder(data: DataConfig) -> ImageSource:
         size = sizes.pop()
     color = data.color or ("grayscale" if gray else "rgb")
     files = FileImages(paths, color, size)
+    # Kept in memory only when they fit (`streams`), but decoded one at a time even when streamed.
+    check_fits(data, math.prod(files.shape) * 4, f"one {size[0]}x{size[1]} {color} image as float32", "images")
     classes = [p.name for p in class_dirs]
     source = ImageSource({"train": files}, {"train": np.array(labels, dtype=np.int64)}, classes, str(root), "images")
     nbytes = len(files) * math.prod(files.shape) * 4

@@ -19,7 +19,7 @@ import torch
 from ...config import DataConfig
 from ...errors import SpecError
 from ...messages import did_you_mean, normalize
-from .arrays import ArrayImages, ImageSource, streams
+from .arrays import ArrayImages, ImageSource, check_fits, streams
 
 FAKE_SIZES = {"train": 500, "test": 100}  # FakeData has no files: this many random images per split
 _IDX = ("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte "
@@ -75,6 +75,11 @@ def load_torchvision(data: DataConfig) -> ImageSource:
             images[split], labels[split] = _arrays(dataset, spec.layout)
         classes = list(getattr(dataset, "classes", None) or range(int(labels["train"].max()) + 1))
         where = f"{name} (torchvision, {root})"
+        if data.image_size is not None:  # every image is resized in memory
+            n, channels = sum(len(v) for v in images.values()), images["train"].shape[1]
+            channels = {"grayscale": 1, "rgb": 3}.get(data.color, channels)
+            check_fits(data, n * channels * math.prod(data.image_size),
+                       f"{n:,} images of {name} resized to {data.image_size[0]}x{data.image_size[1]}", "image_size")
         images = {k: _conform(v, data.color, data.image_size) for k, v in images.items()}
     source = ImageSource({k: ArrayImages(v) for k, v in images.items()}, labels, classes, where, "torchvision")
     shape = images["train"].shape[1:]
@@ -112,6 +117,8 @@ def _fake(data: DataConfig):
 
     size = tuple(data.image_size or (32, 32))
     channels = 1 if data.color == "grayscale" else 3
+    n = sum(FAKE_SIZES.values())
+    check_fits(data, n * channels * math.prod(size), f"{n:,} FakeData images of {size[0]}x{size[1]}", "image_size")
     images, labels = {}, {}
     offset = 0
     for split, n in FAKE_SIZES.items():
