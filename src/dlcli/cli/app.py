@@ -82,11 +82,13 @@ def train(
     run_dir: Path | None = typer.Option(None, "--run-dir", help="Write the run here instead of runs/<name>/<time>/."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (overrides train.threads; default auto)."),
 ):
     """Train a model; every run is kept in its own run directory."""
     from ..commands.train import train as run_training
 
     config, overrides = _split_args(args or [])
+    overrides += [f"train.threads={threads}"] if threads is not None else []
     if config is None and resume is None:
         raise typer.BadParameter("give a config file (or --resume RUN_DIR)", param_hint="CONFIG")
     if config is not None and resume is not None:
@@ -104,7 +106,7 @@ def evaluate(
     checkpoint: str = typer.Option("best", help="best or last."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots to RUN_DIR/plots/ (default: on)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots to RUN_DIR/plots/ (default: on)."),    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the run's train.threads)."),
 ):
     """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/."""
     from ..commands.evaluate import evaluate as run_evaluation
@@ -114,7 +116,7 @@ def evaluate(
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
     result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots,
-                            note=lambda text: err.print(f"note: {escape(text)}", soft_wrap=True))
+                            note=lambda text: err.print(f"note: {escape(text)}", soft_wrap=True), threads=threads)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
@@ -133,7 +135,7 @@ def predict(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write every row to this CSV file."),
     checkpoint: str = typer.Option("best", help="best or last."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the run's train.threads)."),
 ):
     """Class probabilities and predicted labels (or regression values) for every row of INPUT."""
     from ..commands.predict import predict as run_prediction
@@ -141,7 +143,7 @@ def predict(
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
     result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
-                            batch_size=batch_size)
+                            batch_size=batch_size, threads=threads)
     for note in result.notes:
         err.print(f"note: {escape(note)}", soft_wrap=True)
     render.predictions(out, result, output)

@@ -18,14 +18,15 @@ from ..runs.run import Run
 
 def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | None = None,
              checkpoint: str = "best", device: str | None = None, write: bool = True,
-             plots: bool = True, note: Callable[[str], None] | None = None) -> dict:
+             plots: bool = True, note: Callable[[str], None] | None = None, threads: int | str | None = None) -> dict:
     """Evaluate a run; returns (and writes to RUN_DIR/evaluation.json) the metrics.
 
     With `plots` (and `write`), the learning curves and this evaluation's plots go to RUN_DIR/plots/,
     listed under "plots" in the result. What could not be saved (a full disk, a read-only run) does
     not lose the metrics: the result still comes back, with "not_saved": {file or folder: why}, and
     the CLI prints the metrics before it fails. `note` hears, before it happens, that a custom loss
-    file is about to be imported (code that comes with the run's config).
+    file is about to be imported (code that comes with the run's config), and the thread count chosen
+    (`threads`, default the run's train.threads).
     """
     run = Run.open(run_dir)
     cfg, fitted = run.config, run.fitted
@@ -57,7 +58,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     loss_fn = setup.loss.to(dev)
 
     loss, outputs = evaluate_split(model, loss_fn, rows, task, cfg.train.eval_batch_size, dev,
-                                   workers=cfg.data.workers)
+                                   workers=cfg.data.workers, threads=threads or cfg.train.threads, note=note)
     result = report(outputs)
     result = {
         "split": split_name,

@@ -44,7 +44,8 @@ class Predictions:
 
 
 def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None = None,
-            checkpoint: str = "best", device: str | None = None, batch_size: int | None = None) -> Predictions:
+            checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
+            threads: int | str | None = None) -> Predictions:
     """Predict every row or image of `input` with a trained run; with `output`, also write the table as CSV.
 
     The run's loss is never built: a custom loss file is not imported (predicting runs no code of the
@@ -60,7 +61,8 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
     model, chosen, epoch = run.network(checkpoint, dev)  # a broken run fails before a big input is read
     with _input_errors(path):
         x, passthrough, notes = _read_input(path, cfg, run.labels, run.scaler, input_shape)
-    _, out = evaluate_split(model, None, (x, None), task, batch_size or cfg.train.eval_batch_size, dev)
+    _, out = evaluate_split(model, None, (x, None), task, batch_size or cfg.train.eval_batch_size, dev,
+                            threads=threads or cfg.train.threads, note=notes.append)
     outputs = output_frame(out.y_prob, task, run.labels.get("classes"), _target_name(cfg))
 
     clashes = [c for c in outputs.columns if c in passthrough.columns]

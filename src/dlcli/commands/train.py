@@ -119,14 +119,15 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         "command": info["command"],
         "pid": os.getpid(),
         **runs.environment(str(dev)),
+        "threads": setup.threads.summary(),
     }
 
     def finish(status: str, **extra) -> None:
-        info.update(status=status, ended=runs.now(), **extra)
+        info.update(status=status, ended=runs.now(), threads=setup.threads.summary(), **extra)
         runs.write_json(folder / runs.RUN_INFO, info)
 
     def count_epoch(training, row) -> None:
-        info["epochs_completed"] = training.state.epoch
+        info.update(epochs_completed=training.state.epoch, threads=setup.threads.summary())
         runs.write_json(folder / runs.RUN_INFO, info)
 
     checkpoint = folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None

@@ -129,6 +129,7 @@ class TrainConfig(Section):
     compile: bool = False  # torch.compile the model (falls back to eager with a warning where it cannot)
     channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models
     tensorboard: bool = False  # also write scalars to RUN_DIR/tb (needs the tensorboard package)
+    threads: Literal["auto"] | PositiveInt = "auto"  # CPU threads; auto: timed on the first steps (engine/threads.py)
     train_metrics: bool = True  # log train_<metric> per epoch, from the predictions made while training
 
     @model_validator(mode="before")

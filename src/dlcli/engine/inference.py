@@ -7,6 +7,7 @@ the network runs under `torch.inference_mode`, in eval mode, in its fastest memo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from ..nn.layers import Maxout
 from ..nn.metrics import Outputs
 from .batches import Batches
 from .device import autocast
+from .threads import choose_inference_threads
 
 
 class Gathered:
@@ -146,9 +148,16 @@ def convolutional(model) -> bool:
 
 
 def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, device: torch.device, *,
-                   workers: int | str = "auto", precision: str = "fp32") -> tuple[float | None, Outputs]:
+                   workers: int | str = "auto", precision: str = "fp32", threads: int | str = "auto",
+                   note: Callable[[str], None] | None = None) -> tuple[float | None, Outputs]:
     """A split as the data gives it ((x, y) arrays, (x, None) for inputs alone, or a torch Dataset) -> loss
-    and outputs, from a trained model."""
+    and outputs, from a trained model. `threads` as train.threads (`auto` times the first batch both
+    ways); `note` hears the choice."""
     memory_format, batch_size = for_inference(model, device, batch_size)
     batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format)
+    with inference(model), torch.no_grad():
+        first = next(iter(batches.epoch(0)), (None, None))[0]
+        chosen = choose_inference_threads(threads, device, lambda: first is not None and model(first))
+    if note is not None:
+        note(chosen.line())
     return evaluate_batches(model, loss_fn, batches, precision=precision)

@@ -51,6 +51,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
         for note in restore(training, resume_from, device, changes):
             for cb in callbacks:
                 cb.on_note(note)
+    callbacks = _with_threads(setup, callbacks)
     forward = _Compiled(model, callbacks) if tc.compile else model
     grad_scaler, state = training.grad_scaler, training.state
     per_batch = [cb for cb in callbacks if cb.per_batch]
@@ -107,6 +108,24 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
         for cb in callbacks:
             cb.on_fit_end(training)
     return state
+
+
+def _with_threads(setup: Setup, callbacks: list[Callback]) -> list[Callback]:
+    """The callbacks, led by `auto` threads' tuner when it has a choice to make; the thread count said first
+    (the tuner says its own once it has timed the steps)."""
+    threads = setup.threads
+    if threads is None:
+        return list(callbacks)
+
+    def note(text: str) -> None:
+        for cb in callbacks:
+            cb.on_note(text)
+
+    if threads.tuner is None:
+        note(threads.line())
+        return list(callbacks)
+    threads.tuner.notify = note
+    return [threads.tuner, *callbacks]
 
 
 def monitored(setup: Setup) -> str:

@@ -21,6 +21,7 @@ from ..data.resources import available_memory
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
+from .threads import Threads, choose_threads
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Setup:
     model: Network
     loss: nn.Module
     task: str
+    threads: Threads | None = None  # the CPU threads it computes with (threads.py)
 
 
 def seed_everything(seed: int) -> None:
@@ -47,6 +49,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
     and refused when one training step would not fit in `device`'s free memory (the CPU's by default).
     """
     fitted = fitted or Fitted()
+    threads = choose_threads(cfg.train.threads, device or torch.device("cpu"))  # before the data is read and scaled
     task = cfg.task_kind
     dataset = None
     if cfg.data is None and need_data:
@@ -80,7 +83,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
     )
     with cfg.section("loss"):
         loss = build_loss(cfg.loss, context)
-    return Setup(cfg, dataset, model, loss, task)
+    return Setup(cfg, dataset, model, loss, task, threads)
 
 
 def check_memory(cfg: Config, model: Network, data: Dataset | None, device: torch.device) -> None:

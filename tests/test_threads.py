@@ -1,0 +1,108 @@
+"""train.threads: a count as given, the user's own setting kept, and `auto` choosing on (injected) timings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dlcli.commands.train import train
+from dlcli.config import load_config
+from dlcli.engine import threads as th
+from dlcli.errors import ConfigError
+
+CONFIG = """\
+data: {dataset: breast_cancer, split: {val: 0.2}}
+model: {layers: [{type: dense, units: 4, activation: relu}, {type: dense, units: 1, activation: sigmoid}]}
+loss: binary_crossentropy
+train: {epochs: 1, device: cpu}
+"""
+
+
+@pytest.fixture(autouse=True)
+def keep_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(th, "_set_by_us", before)  # the suite's own count is not a user's choice here
+    yield
+    torch.set_num_threads(before)
+
+
+class FakeClock:
+    """A timer whose every step takes `step_ms[threads]` milliseconds, threads being torch's count then."""
+
+    def __init__(self, step_ms: dict[int, float]):
+        self.step_ms, self.now = step_ms, 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step_ms[torch.get_num_threads()] / 1e3
+        return self.now
+
+
+def run_steps(tuner: th.ThreadTuner, steps: int, epochs: int = 1) -> None:
+    tuner.on_fit_start(None)
+    for epoch in range(1, epochs + 1):
+        tuner.on_epoch_start(None, epoch)
+        for b in range(steps):
+            tuner.on_train_batch_end(None, b)
+        tuner.on_epoch_end(None, {})
+
+
+@pytest.mark.parametrize("step_ms, chosen", [({1: 1.9, 4: 14.2}, 1), ({1: 3.0, 4: 1.1}, 4)])
+def test_auto_keeps_the_count_whose_steps_were_faster(step_ms, chosen):
+    said = []
+    tuner = th.ThreadTuner([1, 4], FakeClock(step_ms), notify=said.append)
+    run_steps(tuner, steps=40)
+    assert tuner.decided and torch.get_num_threads() == chosen
+    other = 4 if chosen == 1 else 1
+    assert said == [f"threads: {chosen} ({step_ms[chosen]:.3g} ms/step vs {step_ms[other]:.3g} ms/step at {other})"]
+
+
+def test_auto_times_again_once_when_the_steps_get_twice_as_slow():
+    clock = FakeClock({1: 1.0, 4: 2.0})
+    tuner = th.ThreadTuner([1, 4], clock, notify=lambda text: None)
+    run_steps(tuner, steps=40)
+    assert torch.get_num_threads() == 1
+    clock.step_ms = {1: 5.0, 4: 3.0}  # another job took the core: one thread now runs 5x slower
+    tuner.on_epoch_start(None, 2)
+    for b in range(40):
+        tuner.on_train_batch_end(None, b)
+    tuner.on_epoch_end(None, {})  # epoch 2's steps were 5x the chosen 1 ms: time both again
+    assert tuner.rechecked and not tuner.decided
+    run_steps(tuner, steps=40)
+    assert tuner.decided and torch.get_num_threads() == 4
+
+
+def test_a_count_is_applied_and_recorded_in_run_json(tmp_path):
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    run = train(tmp_path / "c.yaml", ["train.threads=1"], run_dir=tmp_path / "r", progress=False).run_dir
+    assert torch.get_num_threads() == 1
+    assert json.loads((run / "run.json").read_text())["threads"] == {"count": 1, "why": "train.threads"}
+
+
+def test_the_users_omp_num_threads_is_kept(monkeypatch):
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    chosen = th.choose_threads("auto", torch.device("cpu"))
+    assert (chosen.count, chosen.why, chosen.tuner) == (1, "OMP_NUM_THREADS=1", None)
+
+
+def test_the_users_set_num_threads_is_kept():
+    torch.set_num_threads(3)  # not the core count, and not dlcli's doing
+    chosen = th.choose_threads("auto", torch.device("cpu"))
+    assert (chosen.count, chosen.why, chosen.tuner) == (3, "torch.set_num_threads(3)", None)
+    assert torch.get_num_threads() == 3
+
+
+def test_processes_share_the_cores(monkeypatch):
+    monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert th.cores() == 8 and th.cores(processes=2) == 4 and th.cores(processes=16) == 1
+
+
+@pytest.mark.parametrize("value, expected", [("0", "positive integer"), ("-1", "positive integer"),
+                                             ("lots", "auto or")])
+def test_bad_thread_counts_are_config_errors_at_the_key(tmp_path, value, expected):
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    with pytest.raises(ConfigError, match=rf"train\.threads: .*{expected}"):
+        load_config(tmp_path / "c.yaml", [f"train.threads={value}"])
