@@ -72,7 +72,7 @@ def test_a_checkpoint_that_is_no_regular_file_is_refused_unread(tmp_path):
 
 def test_a_config_over_the_size_cap_is_refused(tmp_path):
     path = write(tmp_path, BASE + "#" * MAX_BYTES + "\n")
-    assert "is larger than 1 MiB, the most a config file may be" in refused(path)
+    assert "is larger than 256 KiB, the most a config file may be" in refused(path)
 
 
 def test_a_key_given_twice_names_both_lines(tmp_path):
