@@ -347,7 +347,7 @@ def test_fuzz_config_mutants_are_loaded_or_refused_cleanly(tmp_path):
     tally(outcomes, "load_config")
     valid = [o.mutant for o in outcomes if o.code == 0]
     refused = [o.mutant for o in outcomes if o.code == 2][:5]
-    assert len(valid) >= 10 and len(refused) == 5  # the fuzz reaches past the loader, and stops at it
+    assert len(valid) >= 5 and len(refused) == 5  # the fuzz reaches past the loader, and stops at it
     tally([dlcli(m, tmp_path) for m in valid + refused], "dlcli validate")
 
 

@@ -72,7 +72,7 @@ def test_a_checkpoint_that_is_no_regular_file_is_refused_unread(tmp_path):
 
 def test_a_config_over_the_size_cap_is_refused(tmp_path):
     path = write(tmp_path, BASE + "#" * MAX_BYTES + "\n")
-    assert "is larger than 256 KiB, the most a config file may be" in refused(path)
+    assert f"is larger than {MAX_BYTES >> 10} KiB, the most a config file may be" in refused(path)
 
 
 def test_a_key_given_twice_names_both_lines(tmp_path):
@@ -137,3 +137,9 @@ def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
 def test_a_config_that_is_not_utf8_names_the_byte(tmp_path):
     msg = refused(write(tmp_path, BASE.encode() + b"extra: \xff\n"))
     assert f"is not UTF-8 text (byte {len(BASE) + 7} cannot be read)" in msg
+
+
+def test_a_tab_on_the_malformed_line_is_named(tmp_path):
+    msg = refused(write(tmp_path, BASE.replace("  dataset: iris", "\tdataset: iris")))
+    assert msg == (f"{tmp_path / 'c.yaml'}, line 3: malformed YAML: found character '\\t' that cannot start any "
+                   "token; indent with spaces, not tabs")

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
 
 from ..errors import ConfigError, Problem
 from ..messages import key_path, special_file
 
-MAX_BYTES = 256 << 10  # a config is a few KB; YAML this long takes pyyaml a second, and is the wrong file
+MAX_BYTES = 128 << 10  # a config is a few KB; pyyaml takes a second or two for this much, and it is the wrong file
 MAX_DEPTH = 50  # levels of nesting: a config needs about five
 MAX_ALIASED = 10_000  # values reached through aliases: a few anchors reach hundreds, an alias bomb billions
 STR, MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
@@ -61,7 +60,7 @@ def read_yaml(file: Path) -> tuple[dict, dict]:
 
 
 def _malformed(exc: yaml.YAMLError, text: str) -> Problem:
-    """pyyaml's complaint at its line; a tab there is the usual cause, and libyaml does not say so."""
+    """pyyaml's complaint at its line, and a hint when the line has a tab: YAML indents with spaces."""
     mark = getattr(exc, "problem_mark", None)
     what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     if mark is None:
@@ -83,7 +82,7 @@ def parse_yaml(text: str) -> tuple[Any, dict]:
     try:
         try:
             node = loader.get_single_node()
-        except Refused as exc:
+        except _Refused as exc:
             raise ConfigError([Problem("", exc.problem, exc.problem_mark.line + 1)]) from None
         if node is None:
             return None, {}
@@ -96,29 +95,18 @@ def parse_yaml(text: str) -> tuple[Any, dict]:
         loader.dispose()
 
 
-class Refused(yaml.MarkedYAMLError):
+class _Refused(yaml.MarkedYAMLError):
     """YAML that parses, but that a config must not be."""
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _Loader(yaml.SafeLoader):
     """The safe loader, refusing while it composes what pyyaml would recurse into or build endlessly:
     values nested deeper than MAX_DEPTH, an alias inside the value it names (`a: &x [*x]`), and
     aliases that together stand for more than MAX_ALIASED values (an alias bomb is a few lines
-    that stand for billions).
-
-    It reads and parses with libyaml where pyyaml has it (four times faster than pyyaml's own
-    parser), and composes with pyyaml's composer, whose steps can be watched.
-    """
-
-    get_single_node = Composer.get_single_node
-    compose_document = Composer.compose_document
-    compose_scalar_node = Composer.compose_scalar_node
-    compose_sequence_node = Composer.compose_sequence_node
-    compose_mapping_node = Composer.compose_mapping_node
+    that stand for billions)."""
 
     def __init__(self, text: str):
         super().__init__(text)
-        self.anchors: dict[str, yaml.Node] = {}
         self.open_anchors: list[str | None] = []  # the anchor of each value being composed, outermost first
         self.aliased = 0  # values the aliases so far stand for
         self.sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels) it holds, aliases expanded
@@ -126,12 +114,12 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            return self.alias(event, Composer.compose_node(self, parent, index))
+            return self.alias(event, super().compose_node(parent, index))
         if len(self.open_anchors) >= MAX_DEPTH:
-            raise Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
         self.open_anchors.append(event.anchor)
         try:
-            return Composer.compose_node(self, parent, index)
+            return super().compose_node(parent, index)
         finally:
             self.open_anchors.pop()
 
@@ -139,14 +127,14 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         """The node an alias names, once it is clear that using it here builds something finite and small."""
         name, mark = event.anchor, event.start_mark
         if name in self.open_anchors:
-            raise Refused(None, None, f"alias *{name} is inside the value &{name} it names; a config cannot "
+            raise _Refused(None, None, f"alias *{name} is inside the value &{name} it names; a config cannot "
                                       "contain itself", mark)
         values, levels = self.size(node)
         if len(self.open_anchors) + levels > MAX_DEPTH:
-            raise Refused(None, None, f"nested more than {MAX_DEPTH} levels deep (through alias *{name})", mark)
+            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep (through alias *{name})", mark)
         self.aliased += values
         if self.aliased > MAX_ALIASED:
-            raise Refused(None, None, f"the aliases up to *{name} stand for more than {MAX_ALIASED:,} values; "
+            raise _Refused(None, None, f"the aliases up to *{name} stand for more than {MAX_ALIASED:,} values; "
                                       "write the values out, or alias fewer", mark)
         return node
 
