@@ -8,7 +8,10 @@ got -3"), which the config then places at a file and line.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import re
+import stat
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -42,6 +45,26 @@ def few(items, fmt=str, limit: int = SHOW) -> str:
 def article(word: str) -> str:
     """"a loss", "an optimizer"."""
     return ("an " if word[0] in "aeiou" else "a ") + word
+
+
+def special_file(path) -> str | None:
+    """What a path is when it is neither a regular file, a folder nor missing ("a named pipe (FIFO)",
+    "a device", "a socket", "a symlink loop"), else None.
+
+    Asked before a file is opened: reading a FIFO waits for a writer, /dev/zero never ends, and a
+    symlink loop otherwise looks like a missing file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return "a symlink loop" if exc.errno == errno.ELOOP else None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def key_path(path) -> str:

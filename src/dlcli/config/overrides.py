@@ -10,6 +10,7 @@ import yaml
 
 from ..errors import ConfigError, Problem
 from ..messages import key_path
+from .lines import parse_yaml
 
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -32,9 +33,12 @@ def apply_overrides(raw: dict, overrides, label: str | None) -> tuple[dict, dict
         if not sep or not path:
             raise ConfigError([Problem("", f"override '{item}' must look like key.path=value, e.g. optimizer.lr=0.01")], label)
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = parse_yaml(text)[0] if text.strip() else None
         except yaml.YAMLError:
             value = text
+        except ConfigError as exc:  # `{1: 3}`, a duplicate key, an alias bomb
+            raise ConfigError([Problem(key_path(path), f"override '{item}': {p.path + ': ' if p.path else ''}"
+                                                       f"{p.message}") for p in exc.problems], label) from None
         node: Any = raw
         for i, part in enumerate(path[:-1]):
             nxt = path[i + 1]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import RunError
+from ..messages import special_file
 from .files import write_atomic
 
 REFUSED = "not a dlcli checkpoint, or one that would run code; refusing"
@@ -44,6 +45,9 @@ def save_checkpoint(path: Path, *, model, optimizer, schedule, grad_scaler, stat
 def load_checkpoint(path: Path, device: torch.device) -> dict:
     """A checkpoint's contents, tensors on `device`; RunError for a file that is not one, or would run code."""
     path = Path(path)
+    kind = special_file(path)
+    if kind:
+        raise RunError(f"{path}: is {kind}, not a checkpoint file; it was not read")
     if not path.is_file():
         raise RunError(f"{path}: {'is a folder, not' if path.is_dir() else 'is missing; it is'} a checkpoint file")
     if path.stat().st_size == 0:
