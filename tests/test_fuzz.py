@@ -288,7 +288,6 @@ class Outcome:
     def slow(self) -> bool:
         return self.seconds >= SECONDS[self.command]
 
-    @property
     def __str__(self) -> str:
         return (f"{self.mutant.name}: exit {self.code} in {self.seconds:.1f} s, {self.exception!r}\n"
                 f"{self.output[-800:]}")

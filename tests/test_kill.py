@@ -59,12 +59,13 @@ def leftovers(run: Path) -> list[Path]:
     return [p for p in run.rglob("*.tmp")] + ([run / "run.lock"] if (run / "run.lock").exists() else [])
 
 
-def start(run: str, cwd: Path) -> tuple[subprocess.Popen, float]:
-    """A training started, and the seconds until its run.json appeared (its setup done)."""
+def start(run: str, cwd: Path, until: str = "run.json") -> tuple[subprocess.Popen, float]:
+    """A training started, and the seconds until its run folder held `until` (run.json: setup done;
+    metrics.csv: the first epoch done)."""
     began = time.monotonic()
     proc = subprocess.Popen([*DLCLI, "train", "cfg.yaml", "--run-dir", run, "--no-progress"], cwd=cwd, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (cwd / run / "run.json").exists() and proc.poll() is None:
+    while not (cwd / run / until).exists() and proc.poll() is None:
         time.sleep(0.005)
     return proc, time.monotonic() - began
 
@@ -74,10 +75,12 @@ def start(run: str, cwd: Path) -> tuple[subprocess.Popen, float]:
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path):
     (tmp_path / "cfg.yaml").write_text(CONFIG)
-    proc, setup = start("reference", tmp_path)
-    began = time.monotonic()
+    proc, setup = start("reference", tmp_path)  # start-up and setup: until run.json
+    while not (tmp_path / "reference" / "metrics.csv").exists() and proc.poll() is None:
+        time.sleep(0.005)
+    first = time.monotonic()
     assert proc.wait(timeout=300) == 0
-    training = time.monotonic() - began
+    epochs = time.monotonic() - first  # epochs 2 to 30, their checkpoint and metrics.csv writes
     reference = metrics(tmp_path / "reference")
     assert len(reference) == 30
 
@@ -85,13 +88,13 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
     outcomes = []
     for k in range(KILLS):
         run = tmp_path / f"run{k}"
-        if k % 5 == 4:  # one kill in five during start-up and setup, the rest while it trains
+        if k % 5 == 4:  # one kill in five during start-up and setup (before the first checkpoint)
             proc = subprocess.Popen([*DLCLI, "train", "cfg.yaml", "--run-dir", run.name], cwd=tmp_path, env=ENV,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0, setup))
-        else:
-            proc, _ = start(run.name, tmp_path)
-            time.sleep(rng.uniform(0, training))
+        else:  # the rest while it trains: inside an epoch, or while it writes a checkpoint or metrics.csv
+            proc, _ = start(run.name, tmp_path, until="metrics.csv")
+            time.sleep(rng.uniform(0, epochs))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed_at = f"{len(metrics(run)) if (run / 'metrics.csv').exists() else 0} epochs in metrics.csv"

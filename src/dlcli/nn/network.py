@@ -98,6 +98,10 @@ def _build(model: Any, input_shape: Shape | list[int] | None) -> Network:
             module, out_shape = entry.builder(shape, **params)
         except SpecError as exc:
             raise SpecError(str(exc), f"layers[{i}]" + (f".{exc.key}" if exc.key else "")) from None
+        except (RuntimeError, TypeError, ValueError, OverflowError) as exc:  # sizes torch cannot take (10**12)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise SpecError(f"cannot be built on an input shaped {list(shape)} ({first}); use smaller sizes here "
+                            "or in the layers before", f"layers[{i}]") from exc
         modules = [module]
         output_activation = "linear"
         head = nn.Identity()

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,16 @@ def check_inside(run_dir: Path, path: Path) -> None:
 
 def _write_special(path: Path, data: bytes | str) -> None:
     """Write to a device or a pipe (`-o /dev/stdout | head`); a pipe nobody reads is an error, not a hang."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a FIFO without a reader: ENXIO at once
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:
-            raise RunError(f"{path}: cannot be written (a pipe that nothing reads)") from None
-        raise _not_written(path, exc) from None
+    for attempt in range(100):  # a reader about to open the pipe gets a second
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a FIFO without a reader: ENXIO at once
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise _not_written(path, exc) from None
+            if attempt == 99:
+                raise RunError(f"{path}: cannot be written (a pipe that nothing reads)") from None
+            time.sleep(0.01)
     try:
         os.set_blocking(fd, True)
         with os.fdopen(fd, "wb") as f:
