@@ -58,11 +58,7 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
     for err in exc.errors(include_url=False):
         path = _real_path(err["loc"], raw)
         if err["type"] == "extra_forbidden":
-            key = path[-1]
-            fields = _fields_at(model, path[:-1])
-            msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
-            if fields:
-                msg += f" (allowed keys: {', '.join(fields)})"
+            msg = _unknown_key(model, path)
         else:
             msg = _message(err, _integer_at(model, path))
         by_path.setdefault(path, [])
@@ -78,6 +74,31 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
             msg = "; ".join(msgs)
         out.append((path, msg))
     return out
+
+
+def _unknown_key(model: type[BaseModel], path: tuple) -> str:
+    """"unknown key" with the way to say it here: a model's `hints` (another tool's key, such as Keras'
+    `validation_split`, and where dlcli has it), else "did you mean" and the keys allowed there."""
+    key, parent = path[-1], _model_at(model, path[:-1])
+    hint = getattr(parent, "hints", {}).get(key) if parent is not None else None
+    if hint:
+        return f"unknown key '{key}': {hint}"
+    same = spellings(parent, key) if parent is not None else ()
+    if len(same) > 1:
+        return f"{' and '.join(repr(s) for s in same)} are one key, given twice here; give one of them"
+    fields = list(parent.model_fields) if parent is not None else []
+    msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
+    return msg + (f" (allowed keys: {', '.join(fields)})" if fields else "")
+
+
+def spellings(model: type[BaseModel], key: str) -> tuple[str, ...]:
+    """Every spelling of the field `key` names in `model` (its name, then its aliases: lr, learning_rate);
+    () when it names none."""
+    for name, field in model.model_fields.items():
+        aliases = tuple(a for a in getattr(field.validation_alias, "choices", None) or () if isinstance(a, str))
+        if key == name or key in aliases:
+            return (name, *(a for a in aliases if a != name))
+    return ()
 
 
 def _real_path(loc: tuple, raw: Any) -> tuple:
@@ -99,21 +120,6 @@ def _real_path(loc: tuple, raw: Any) -> tuple:
 
 def _looks_like_tag(part: str) -> bool:
     return any(ch in part for ch in "[]()-") or part in ("str", "int", "float", "bool", "list", "dict", "none")
-
-
-def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The keys the schema allows at a path, for "did you mean" and "allowed keys"."""
-    for part in path:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        sub = _model_in(field.annotation)
-        if sub is None:
-            return []
-        model = sub
-    return list(model.model_fields)
 
 
 def _model_in(annotation) -> type[BaseModel] | None:
@@ -141,7 +147,10 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model of the mapping at a key path (list indices skipped), or None where there is none."""
     for part in path:
+        if isinstance(part, int):
+            continue
         field = model.model_fields.get(part)
         model = _model_in(field.annotation) if field is not None else None
         if model is None:

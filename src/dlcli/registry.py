@@ -24,7 +24,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -55,6 +55,7 @@ class Params(BaseModel):
     `lr: .inf` is refused like `.nan`, not found out by a NaN loss)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+    hints: ClassVar[dict[str, str]] = {}  # an unknown key -> what to write here instead (messages.translate)
 
 
 @dataclass(frozen=True)
@@ -80,18 +81,21 @@ def split_spec(spec: Any) -> tuple[str, dict]:
 
 
 class Registry:
-    def __init__(self, kind: str, *, key: str | None = None, common: type[Params] | None = None):
+    def __init__(self, kind: str, *, key: str | None = None, common: type[Params] | None = None,
+                 hints: dict[str, str] | None = None):
         self.kind = kind  # "layer type", "activation", "loss", ... used in messages
         self.common = common  # keys every entry takes, handled by the caller (a schedule's warmup_epochs)
+        self.hints = hints or {}  # another library's key -> the way to say it here, for every entry
         self._entries: dict[str, Entry] = {}  # canonical name -> entry
         self._keys: dict[str, str] = {}  # normalized name or alias -> canonical name
         _REGISTRIES[key or kind] = self
 
     def register(self, name: str, *aliases: str, tasks: tuple[str, ...] | None = None,
-                 tasks_from: str | None = None, display: str | None = None):
+                 tasks_from: str | None = None, display: str | None = None, hints: dict[str, str] | None = None):
+        """`hints`: keys this entry does not take, each with the way to say it here (Keras' `alpha`...)."""
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
-            entry = Entry(name, builder, _params_model(name, builder), inspect.getdoc(builder) or "", aliases,
-                          tasks, tasks_from, display)
+            params = _params_model(name, builder, {**self.hints, **(hints or {})})
+            entry = Entry(name, builder, params, inspect.getdoc(builder) or "", aliases, tasks, tasks_from, display)
             self._entries[name] = entry
             for key in (name, *aliases):
                 self._keys[normalize(key)] = name
@@ -201,8 +205,8 @@ def validate_params(model: type[Params], params: dict, where: tuple, mode: str, 
     return values.model_dump(mode=mode, include=set(params) if only_given else None), []
 
 
-def _params_model(name: str, builder: Callable[..., Any]) -> type[Params]:
-    """A pydantic model of the builder's keyword-only parameters."""
+def _params_model(name: str, builder: Callable[..., Any], key_hints: dict[str, str]) -> type[Params]:
+    """A pydantic model of the builder's keyword-only parameters, with the hints for keys it does not take."""
     fields: dict[str, Any] = {}
     hints = inspect.get_annotations(builder, eval_str=True)
     for param in inspect.signature(builder).parameters.values():
@@ -211,4 +215,6 @@ def _params_model(name: str, builder: Callable[..., Any]) -> type[Params]:
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    return create_model(f"{name}_params", __base__=Params, **fields)
+    model = create_model(f"{name}_params", __base__=Params, **fields)
+    model.hints = key_hints
+    return model
