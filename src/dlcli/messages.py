@@ -79,7 +79,7 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
 def _unknown_key(model: type[BaseModel], path: tuple) -> str:
     """"unknown key" with the way to say it here: a model's `hints` (another tool's key, such as Keras'
     `validation_split`, and where dlcli has it), else "did you mean" and the keys allowed there."""
-    key, parent = path[-1], _model_at(model, path[:-1])
+    key, parent = path[-1], model_at(model, path[:-1])
     hint = getattr(parent, "hints", {}).get(key) if parent is not None else None
     if hint:
         return f"unknown key '{key}': {hint}"
@@ -95,9 +95,10 @@ def spellings(model: type[BaseModel], key: str) -> tuple[str, ...]:
     """Every spelling of the field `key` names in `model` (its name, then its aliases: lr, learning_rate);
     () when it names none."""
     for name, field in model.model_fields.items():
-        aliases = tuple(a for a in getattr(field.validation_alias, "choices", None) or () if isinstance(a, str))
+        given = getattr(field.validation_alias, "choices", None) or [field.validation_alias, field.alias]
+        aliases = tuple(dict.fromkeys(a for a in given if isinstance(a, str) and a != name))
         if key == name or key in aliases:
-            return (name, *(a for a in aliases if a != name))
+            return (name, *aliases)
     return ()
 
 
@@ -137,7 +138,7 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
     names = [part for part in path if isinstance(part, str)]
     if not names:
         return False
-    parent = _model_at(model, tuple(names[:-1]))
+    parent = model_at(model, tuple(names[:-1]))
     if parent is None:
         return False
     for name, field in parent.model_fields.items():  # the key as written may be an alias (strides, learning_rate)
@@ -146,7 +147,7 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
     return False
 
 
-def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+def model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     """The model of the mapping at a key path (list indices skipped), or None where there is none."""
     for part in path:
         if isinstance(part, int):

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from ..messages import did_you_mean, translate
+from ..messages import did_you_mean, model_at, spellings, translate
 from ..registry import Problems, lookup
 from .lines import locate
 from .schema import Config
@@ -21,6 +21,7 @@ from .schema import Config
 def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, label: str | None = None) -> Config:
     """The checked Config of a raw mapping; ConfigError listing every problem, each at its key path and line."""
     lines, from_cli = lines or {}, from_cli or {}
+    one_spelling(raw, from_cli)
     problems: Problems = []
     try:
         cfg = Config.model_validate(raw)
@@ -33,6 +34,44 @@ def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, la
     if problems:
         raise ConfigError([locate(p, m, lines, from_cli) for p, m in problems], label)
     return cfg
+
+
+def one_spelling(raw: dict, from_cli: dict) -> None:
+    """An override replaces its key however the file spells it: `learning_rate: 0.001` in the file and
+    `optimizer.lr=0.01` on the command line are one key, set to 0.01 (the file's spelling is dropped)."""
+    for path in from_cli:
+        parent = _node(raw, path[:-1])
+        model = _model_of(raw, path[:-1])
+        if not isinstance(parent, dict) or model is None or not isinstance(path[-1], str):
+            continue
+        for other in spellings(model, path[-1]):
+            if other != path[-1] and other in parent and (*path[:-1], other) not in from_cli:
+                del parent[other]
+
+
+def _node(raw: Any, path: tuple) -> Any:
+    for part in path:
+        if isinstance(raw, dict) and part in raw or isinstance(raw, list) and isinstance(part, int) and part < len(raw):
+            raw = raw[part]
+        else:
+            return None
+    return raw
+
+
+_DEFAULT_NAMES = {"optimizer": "adam", "schedule": "constant"}
+
+
+def _model_of(raw: dict, path: tuple):
+    """The pydantic model of the mapping at a key path: a spec's entry (loss, optimizer, schedule, a layer)
+    or a schema section."""
+    node = _node(raw, path)
+    if path and path[0] in ("loss", "optimizer", "schedule") and len(path) == 1 and isinstance(node, dict):
+        registry, name = lookup(path[0]), node.get("name", _DEFAULT_NAMES.get(path[0]))
+        return registry.get(name).params if name in registry else None
+    if path[:2] == ("model", "layers") and len(path) == 3 and isinstance(node, dict):
+        layers = lookup("layer")
+        return layers.get(node.get("type")).params if node.get("type") in layers else None
+    return model_at(Config, path)
 
 
 def _check_specs(cfg: Config) -> Problems:
