@@ -103,6 +103,10 @@ class Registry:
 
         return decorate
 
+    def expand(self, spec: Any) -> Any:
+        """A shorthand spec in its full form; the base registry has none (losses: `file.py:fn` is custom)."""
+        return spec
+
     def canonical(self, name: Any) -> str | None:
         return self._keys.get(normalize(name))
 
@@ -128,6 +132,7 @@ class Registry:
     def check(self, spec: Any, where: tuple = ()) -> tuple[dict | None, Problems]:
         """A `name` or `{name: ..., <params>}` spec at key path `where` -> (the spec normalized: canonical name,
         defaults filled in, as JSON-friendly values; the problems found). None when the name is unusable."""
+        spec = self.expand(spec)
         if isinstance(spec, str):
             spec = {"name": spec}
         if not isinstance(spec, dict) or "name" not in spec:
@@ -145,7 +150,7 @@ class Registry:
     def parse(self, spec: Any) -> tuple[Entry, dict, dict]:
         """(entry, its parameters validated, the common keys with their defaults) of a spec, for building it;
         SpecError at the key at fault."""
-        name, params = split_spec(spec)
+        name, params = split_spec(self.expand(spec))
         if name not in self:
             raise SpecError(self.unknown_message(name), key="name")
         entry = self.get(name)
@@ -160,7 +165,7 @@ class Registry:
     def tasks(self, spec: Any) -> tuple[str, ...] | None:
         """The tasks a spec's entry serves (through `tasks_from`, its base's); None for any or unknown."""
         try:
-            name, params = split_spec(spec)
+            name, params = split_spec(self.expand(spec))
         except SpecError:
             return None
         canon = self.canonical(name)
