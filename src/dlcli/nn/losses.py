@@ -27,6 +27,7 @@ from ..registry import BINARY, CLASSIFICATION, MULTICLASS, REGRESSION, Registry,
 from .activations import ACTIVATIONS
 from .custom import argument_order, function_ref, load_function, looks_like_ref
 
+
 class LossRegistry(Registry):
     """`loss: my_losses.py:fn`, a Python file's function as Keras takes a function, is the custom loss
     `{name: custom, function: my_losses.py:fn}`."""
