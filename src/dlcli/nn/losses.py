@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..errors import SpecError
 from ..registry import BINARY, CLASSIFICATION, MULTICLASS, REGRESSION, Registry, implied_task
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, build_activation
 from .custom import argument_order, function_ref, load_function, looks_like_ref
 
 
@@ -104,10 +104,29 @@ class Loss(nn.Module):
         return self.name
 
 
-def build_loss(spec: str | dict, ctx: LossContext) -> nn.Module:
-    """The loss module of a spec; SpecError when it does not fit the task or the output layer."""
+def build_loss(spec: Any, ctx: LossContext | None = None) -> nn.Module:
+    """The loss module of a spec (`"bce"`, `{"name": "focal", "gamma": 2.0}`) in a context, or of a Config.
+
+        build_loss(load_config("configs/quickstart.yaml"))   # its loss:, task and output activation
+        build_loss("bce", LossContext(task="binary", output_activation="sigmoid", activation=None))
+
+    Call it as `loss(model(x), y)`: on the network's output before its activation. SpecError when the
+    loss does not fit the task or the output layer.
+    """
+    if ctx is None:
+        spec, ctx = _of_config(spec)
     entry, params, _ = LOSSES.parse(spec)
     return entry.builder(ctx, **params)
+
+
+def _of_config(cfg: Any) -> tuple[Any, LossContext]:
+    """A Config's loss spec and the context its model gives it (no class counts: they need the data)."""
+    if not hasattr(cfg, "task_kind"):
+        raise TypeError(f"build_loss({cfg!r}) needs a context: build_loss(spec, LossContext(task=..., "
+                        "output_activation=..., activation=...)), or pass a Config (load_config(...)) alone")
+    name, module = build_activation(cfg.output_activation)
+    return cfg.loss, LossContext(task=cfg.task_kind, output_activation=name, activation=module,
+                                 config_dir=cfg.base_dir)
 
 
 def loss_task(spec: Any) -> str | None:
