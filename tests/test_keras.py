@@ -146,7 +146,7 @@ HINTS = {
     "negative-lr": (["optimizer.lr=-1"], "optimizer.lr: must be a positive number, got -1"),
     "negative-learning-rate": (["optimizer.learning_rate=-1"], "optimizer.learning_rate: must be a positive number"),
     "both-spellings": (["optimizer.lr=0.1", "optimizer.learning_rate=0.2"], "'lr' and 'learning_rate' are one key"),
-    "gpu": (["train.device=gpu"], "train.device: a GPU is 'cuda' here (or cuda:N for the N-th one)"),
+    "gpu": (["train.device=gpu"], "train.device: must be auto, cpu, cuda, cuda:N or mps, got 'gpu'; a GPU is cuda here"),
     "plateau-per-step": (["schedule={name: plateau, interval: step}"],
                          "schedule.interval: must be epoch: reduce_on_plateau reads a metric once per epoch"),
     "exponential-decay-rate": (["schedule={name: exponential, decay_rate: 0.9}"],

@@ -152,10 +152,10 @@ class TrainConfig(Section):
     @classmethod
     def _known_device(cls, device: str) -> str:
         # Its form; whether this machine has it is engine/device.py's to say (at validate too).
-        if device == "gpu":
-            raise ValueError("a GPU is 'cuda' here (or cuda:N for the N-th one), or auto to use one when present")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+            gpu = "; a GPU is cuda here (cuda:N for the N-th one), and auto uses one when present" \
+                if device.lower() == "gpu" else ""
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{device}'{gpu}")
         return device
 
 
