@@ -181,6 +181,14 @@ def test_a_channels_last_image_shape_is_explained(tmp_path):
     assert result.exit_code == 0 and "3 layers, 1,490 parameters" in result.output  # 4*(9+1) + 144*10+10
 
 
+def test_an_input_layer_past_the_first_or_beside_input_shape_is_explained(tmp_path):
+    config = DLCLI.replace("  layers:\n", "  layers:\n    - {type: Input, shape: [30]}\n")  # and input_shape: [30]
+    result = validate(tmp_path, config)
+    assert result.exit_code == 2, result.output
+    assert "line 5: model.layers[0].type: Keras' Input layer is model.input_shape here; give the shape once" \
+        in result.output
+
+
 def test_validate_states_a_custom_losss_argument_order(tmp_path):
     keras = validate(tmp_path, DLCLI, "loss=keras_losses.py:keras_bce")
     assert keras.exit_code == 0, keras.output

@@ -205,7 +205,7 @@ def step_lr(
 
 def _increasing(milestones: list[int]) -> list[int]:
     if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
-        raise ValueError("milestones must be strictly increasing")
+        raise ValueError(f"must be strictly increasing, got {milestones}")
     return milestones
 
 
