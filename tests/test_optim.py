@@ -88,7 +88,7 @@ def test_cosine_t_max_defaults_to_epochs_after_warmup():
 
 
 def test_inverse_time_decay_keras_formula():
-    spec = {"name": "InverseTimeDecay", "decay_rate": 0.5, "decay_steps": 2}
+    spec = {"name": "InverseTimeDecay", "decay_rate": 0.5, "decay_steps": 2, "interval": "epoch"}
     # 0.1 / (1 + 0.5 * e / 2)
     assert run(build_schedule(spec, make_opt(0.1), epochs=5), 5) == pytest.approx(
         [0.1, 0.08, 0.1 / 1.5, 0.1 / 1.75, 0.05]
@@ -229,7 +229,9 @@ def test_state_dict_resume_is_exact(spec, metrics, optimizer_first):
 # --------------------------------------------------------------------------------------- schedule specs
 
 
-MINIMAL = {"step": {"step_size": 2}, "multistep": {"milestones": [2]}}
+MINIMAL = {"step": {"step_size": 2}, "multistep": {"milestones": [2]},
+           "exponential_decay": {"decay_steps": 2, "decay_rate": 0.5},
+           "piecewise_constant": {"boundaries": [2], "values": [0.2, 0.1]}}
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())
@@ -336,3 +338,79 @@ def test_optimizer_validation():
     assert info.value.key == "name" and "adam" in str(info.value)
     assert OPTIMIZERS.names() == ["sgd", "adam", "adamw", "rmsprop", "adagrad"]
     assert OPTIMIZERS.get("SGD").name == "sgd" and OPTIMIZERS.get("AdamW").name == "adamw"
+
+
+# ------------------------------------------------------------------------------- per-step (Keras) schedules
+
+
+def run_steps(schedule, epochs: int, steps_per_epoch: int) -> tuple[list[float], list[float]]:
+    """(the lr of every optimizer step, the lr each epoch starts at), as the training loop steps a schedule."""
+    steps, starts = [], []
+    for _ in range(epochs):
+        starts.append(schedule.lr)
+        for _ in range(steps_per_epoch):
+            steps.append(schedule.lr)
+            schedule.step_batch()
+        schedule.step()
+    return steps, starts
+
+
+def test_every_schedule_has_an_interval():
+    defaults = {name: SCHEDULES.get(name).params.model_fields["interval"].default for name in SCHEDULES.names()}
+    keras = {"exponential_decay", "inverse_time", "piecewise_constant"}
+    assert {name for name, default in defaults.items() if default == "step"} == keras
+    assert set(defaults.values()) == {"epoch", "step"}
+
+
+def test_exponential_decay_counts_optimizer_steps_as_keras_does():
+    # Keras: initial_learning_rate * decay_rate ^ (step / decay_steps), 3 steps an epoch.
+    spec = {"name": "ExponentialDecay", "initial_learning_rate": 0.1, "decay_steps": 2, "decay_rate": 0.5}
+    steps, starts = run_steps(build_schedule(spec, make_opt(7.0), epochs=2, steps_per_epoch=3), 2, 3)
+    assert steps == pytest.approx([0.1 * 0.5 ** (t / 2) for t in range(6)])
+    assert starts == pytest.approx([0.1, 0.1 * 0.5**1.5])  # metrics.csv's lr: the epoch's first step's
+    stair, _ = run_steps(build_schedule({**spec, "staircase": True}, make_opt(), epochs=2, steps_per_epoch=3), 2, 3)
+    assert stair == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_inverse_time_decay_per_step_is_keras_old_decay():
+    # Keras 2's SGD(lr=0.1, decay=1.0): lr / (1 + decay * iterations).
+    spec = {"name": "inverse_time", "decay_rate": 1.0}
+    steps, _ = run_steps(build_schedule(spec, make_opt(0.1), epochs=2, steps_per_epoch=2), 2, 2)
+    assert steps == pytest.approx([0.1, 0.05, 0.1 / 3, 0.025])
+
+
+def test_piecewise_constant_decay_by_hand():
+    # values[0] for step <= 2, values[1] for 2 < step <= 4, values[2] after.
+    spec = {"name": "PiecewiseConstantDecay", "boundaries": [2, 4], "values": [1.0, 0.5, 0.1]}
+    steps, _ = run_steps(build_schedule(spec, make_opt(), epochs=2, steps_per_epoch=4), 2, 4)
+    assert steps == [1.0, 1.0, 1.0, 0.5, 0.5, 0.1, 0.1, 0.1]
+    with pytest.raises(SpecError, match="must have one more entry than boundaries"):
+        build_schedule({**spec, "values": [1.0, 0.5]}, make_opt(), epochs=2)
+
+
+def test_an_epoch_schedule_may_count_steps_and_warmup_stays_in_epochs():
+    spec = {"name": "step", "step_size": 2, "gamma": 0.5, "interval": "step", "warmup_epochs": 1}
+    steps, starts = run_steps(build_schedule(spec, make_opt(1.0), epochs=3, steps_per_epoch=3), 3, 3)
+    # warmup epoch at lr0 * 1/1, then 1.0 * 0.5^(t // 2) over steps t = 0..5 after it
+    assert steps == [1.0] * 3 + [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert starts == [1.0, 1.0, 0.5]
+    cosine = build_schedule({"name": "cosine", "interval": "step"}, make_opt(1.0), epochs=2, steps_per_epoch=2)
+    assert run_steps(cosine, 2, 2)[0] == pytest.approx([1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5,
+                                                        (1 + math.cos(3 * math.pi / 4)) / 2])  # t_max: 4 steps
+
+
+def test_a_per_step_schedule_resumes_exactly():
+    spec = {"name": "exponential_decay", "decay_steps": 1, "decay_rate": 0.9}
+    whole, _ = run_steps(build_schedule(spec, make_opt(), epochs=4, steps_per_epoch=3), 4, 3)
+    schedule = build_schedule(spec, make_opt(), epochs=4, steps_per_epoch=3)
+    first, _ = run_steps(schedule, 2, 3)
+    state = save({"schedule": schedule.state_dict()})
+    again = build_schedule(spec, make_opt(), epochs=4, steps_per_epoch=3)
+    again.load_state_dict(state["schedule"])
+    assert first + run_steps(again, 2, 3)[0] == whole
+    assert state["schedule"]["steps"] == 6
+
+
+def test_plateau_is_per_epoch_only():
+    with pytest.raises(SpecError, match="must be epoch: reduce_on_plateau reads a metric once per epoch"):
+        build_schedule({"name": "plateau", "interval": "step"}, make_opt(), epochs=2)

@@ -33,6 +33,11 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
+def __dir__():
+    """`dir(dlcli)` lists the public API, which loads lazily (so it is not in the module's namespace yet)."""
+    return sorted(__all__)
+
+
 def __getattr__(name):
     if name in _API:
         import importlib

@@ -81,11 +81,7 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
     for err in exc.errors(include_url=False):
         path = _real_path(err["loc"], raw)
         if err["type"] == "extra_forbidden":
-            key = path[-1]
-            fields = _fields_at(model, path[:-1])
-            msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
-            if fields:
-                msg += f" (allowed keys: {', '.join(fields)})"
+            msg = _unknown_key(model, path)
         else:
             msg = _message(err, _integer_at(model, path))
         by_path.setdefault(path, [])
@@ -101,6 +97,32 @@ def translate(exc: ValidationError, raw: Any, model: type[BaseModel]) -> list[tu
             msg = "; ".join(msgs)
         out.append((path, msg))
     return out
+
+
+def _unknown_key(model: type[BaseModel], path: tuple) -> str:
+    """"unknown key" with the way to say it here: a model's `hints` (another tool's key, such as Keras'
+    `validation_split`, and where dlcli has it), else "did you mean" and the keys allowed there."""
+    key, parent = path[-1], model_at(model, path[:-1])
+    hint = getattr(parent, "hints", {}).get(key) if parent is not None else None
+    if hint:
+        return f"unknown key '{key}': {hint}"
+    same = spellings(parent, key) if parent is not None else ()
+    if len(same) > 1:
+        return f"{' and '.join(repr(s) for s in same)} are one key, given twice here; give one of them"
+    fields = list(parent.model_fields) if parent is not None else []
+    msg = f"unknown key '{key}'{did_you_mean(str(key), fields)}"
+    return msg + (f" (allowed keys: {', '.join(fields)})" if fields else "")
+
+
+def spellings(model: type[BaseModel], key: str) -> tuple[str, ...]:
+    """Every spelling of the field `key` names in `model` (its name, then its aliases: lr, learning_rate);
+    () when it names none."""
+    for name, field in model.model_fields.items():
+        given = getattr(field.validation_alias, "choices", None) or [field.validation_alias, field.alias]
+        aliases = tuple(dict.fromkeys(a for a in given if isinstance(a, str) and a != name))
+        if key == name or key in aliases:
+            return (name, *aliases)
+    return ()
 
 
 def _real_path(loc: tuple, raw: Any) -> tuple:
@@ -124,21 +146,6 @@ def _looks_like_tag(part: str) -> bool:
     return any(ch in part for ch in "[]()-") or part in ("str", "int", "float", "bool", "list", "dict", "none")
 
 
-def _fields_at(model: type[BaseModel], path: tuple) -> list[str]:
-    """The keys the schema allows at a path, for "did you mean" and "allowed keys"."""
-    for part in path:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        sub = _model_in(field.annotation)
-        if sub is None:
-            return []
-        model = sub
-    return list(model.model_fields)
-
-
 def _model_in(annotation) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -154,7 +161,7 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
     names = [part for part in path if isinstance(part, str)]
     if not names:
         return False
-    parent = _model_at(model, tuple(names[:-1]))
+    parent = model_at(model, tuple(names[:-1]))
     if parent is None:
         return False
     for name, field in parent.model_fields.items():  # the key as written may be an alias (strides, learning_rate)
@@ -163,8 +170,11 @@ def _integer_at(model: type[BaseModel], path: tuple) -> bool:
     return False
 
 
-def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+def model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The model of the mapping at a key path (list indices skipped), or None where there is none."""
     for part in path:
+        if isinstance(part, int):
+            continue
         field = model.model_fields.get(part)
         model = _model_in(field.annotation) if field is not None else None
         if model is None:

@@ -24,7 +24,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -55,6 +55,7 @@ class Params(BaseModel):
     `lr: .inf` is refused like `.nan`, not found out by a NaN loss)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+    hints: ClassVar[dict[str, str]] = {}  # an unknown key -> what to write here instead (messages.translate)
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,31 @@ def split_spec(spec: Any) -> tuple[str, dict]:
 
 
 class Registry:
-    def __init__(self, kind: str, *, key: str | None = None, common: type[Params] | None = None):
+    def __init__(self, kind: str, *, key: str | None = None, common: type[Params] | None = None,
+                 hints: dict[str, str] | None = None):
         self.kind = kind  # "layer type", "activation", "loss", ... used in messages
         self.common = common  # keys every entry takes, handled by the caller (a schedule's warmup_epochs)
+        self.hints = hints or {}  # another library's key -> the way to say it here, for every entry
         self._entries: dict[str, Entry] = {}  # canonical name -> entry
         self._keys: dict[str, str] = {}  # normalized name or alias -> canonical name
         _REGISTRIES[key or kind] = self
 
     def register(self, name: str, *aliases: str, tasks: tuple[str, ...] | None = None,
-                 tasks_from: str | None = None, display: str | None = None):
+                 tasks_from: str | None = None, display: str | None = None, hints: dict[str, str] | None = None):
+        """`hints`: keys this entry does not take, each with the way to say it here (Keras' `alpha`...)."""
         def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
-            entry = Entry(name, builder, _params_model(name, builder), inspect.getdoc(builder) or "", aliases,
-                          tasks, tasks_from, display)
+            params = _params_model(name, builder, {**self.hints, **(hints or {})})
+            entry = Entry(name, builder, params, inspect.getdoc(builder) or "", aliases, tasks, tasks_from, display)
             self._entries[name] = entry
             for key in (name, *aliases):
                 self._keys[normalize(key)] = name
             return builder
 
         return decorate
+
+    def expand(self, spec: Any) -> Any:
+        """A shorthand spec in its full form; the base registry has none (losses: `file.py:fn` is custom)."""
+        return spec
 
     def canonical(self, name: Any) -> str | None:
         return self._keys.get(normalize(name))
@@ -124,6 +132,7 @@ class Registry:
     def check(self, spec: Any, where: tuple = ()) -> tuple[dict | None, Problems]:
         """A `name` or `{name: ..., <params>}` spec at key path `where` -> (the spec normalized: canonical name,
         defaults filled in, as JSON-friendly values; the problems found). None when the name is unusable."""
+        spec = self.expand(spec)
         if isinstance(spec, str):
             spec = {"name": spec}
         if not isinstance(spec, dict) or "name" not in spec:
@@ -141,7 +150,7 @@ class Registry:
     def parse(self, spec: Any) -> tuple[Entry, dict, dict]:
         """(entry, its parameters validated, the common keys with their defaults) of a spec, for building it;
         SpecError at the key at fault."""
-        name, params = split_spec(spec)
+        name, params = split_spec(self.expand(spec))
         if name not in self:
             raise SpecError(self.unknown_message(name), key="name")
         entry = self.get(name)
@@ -156,7 +165,7 @@ class Registry:
     def tasks(self, spec: Any) -> tuple[str, ...] | None:
         """The tasks a spec's entry serves (through `tasks_from`, its base's); None for any or unknown."""
         try:
-            name, params = split_spec(spec)
+            name, params = split_spec(self.expand(spec))
         except SpecError:
             return None
         canon = self.canonical(name)
@@ -201,8 +210,8 @@ def validate_params(model: type[Params], params: dict, where: tuple, mode: str, 
     return values.model_dump(mode=mode, include=set(params) if only_given else None), []
 
 
-def _params_model(name: str, builder: Callable[..., Any]) -> type[Params]:
-    """A pydantic model of the builder's keyword-only parameters."""
+def _params_model(name: str, builder: Callable[..., Any], key_hints: dict[str, str]) -> type[Params]:
+    """A pydantic model of the builder's keyword-only parameters, with the hints for keys it does not take."""
     fields: dict[str, Any] = {}
     hints = inspect.get_annotations(builder, eval_str=True)
     for param in inspect.signature(builder).parameters.values():
@@ -211,4 +220,6 @@ def _params_model(name: str, builder: Callable[..., Any]) -> type[Params]:
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    return create_model(f"{name}_params", __base__=Params, **fields)
+    model = create_model(f"{name}_params", __base__=Params, **fields)
+    model.hints = key_hints
+    return model

@@ -32,7 +32,11 @@ from .summarize import summary_text
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the run directory (as os.fspath) and how training ended."""
+    """What `train` returns: the run directory (as os.fspath), how training ended and its history.
+
+    `history` has a row per epoch, as metrics.csv: epoch, lr, train_loss, train_<metric>, val_loss,
+    val_<metric>, epoch_seconds (Keras' `History.history`, by row). `metrics` is its last row.
+    """
 
     run_dir: Path
     status: str  # completed (a failed or interrupted run raises instead)
@@ -42,6 +46,7 @@ class TrainResult:
     monitor: str
     stopped_early: bool
     metrics: dict = field(default_factory=dict)  # the last epoch's row of metrics.csv
+    history: list[dict] = field(default_factory=list)  # every epoch's row, the first epoch first
 
     def __fspath__(self) -> str:
         return str(self.run_dir)
@@ -53,8 +58,20 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
           callbacks: list[Callback] = ()) -> TrainResult:
     """Train a config (a file or a loaded `Config`), or continue the run `resume` with `overrides`.
 
-    `callbacks` run after the standard ones (engine/callbacks.py): a tuning trial's report, for one.
-    Ctrl-C or SIGTERM raise `Stopped` (exit 130 or 143) once the run is marked interrupted.
+        result = train("configs/quickstart.yaml", ["train.epochs=5", "optimizer.lr=0.01"])
+        result.run_dir, result.best_value, result.history[-1]["val_loss"]
+
+    overrides: `key.path=value` strings, as on the command line (with a config file, or with resume).
+    run_dir: the run's folder (default: a new one under `runs_root`, named after the config).
+    device: auto, cpu, cuda, cuda:N or mps, in place of train.device.
+    resume: a run directory to continue from its last checkpoint (config=None).
+    progress: the progress bar (default: on a terminal only).
+    callbacks: run after the standard ones (engine/callbacks.py): a tuning trial's report, for one.
+
+    Returns a TrainResult (run_dir, status, epochs, best_epoch, best_value, monitor, stopped_early,
+    metrics: the last epoch's row, history: every epoch's row). Bad input raises a DlcliError
+    (ConfigError, DataError, RunError); Ctrl-C or SIGTERM raise `Stopped` once the run is marked
+    interrupted.
     """
     with _stop_signals() as stopped:
         if resume is not None:
@@ -156,7 +173,8 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
     finish("completed", epochs_completed=state.epoch, best_epoch=state.best_epoch,
            best_value=state.best_value, monitor=monitor, stopped_early=state.stopped_early)
     return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitor,
-                       state.stopped_early, dict(state.history[-1]) if state.history else {})
+                       state.stopped_early, dict(state.history[-1]) if state.history else {},
+                       [dict(row) for row in state.history])
 
 
 def _started(folder: Path) -> bool:

@@ -18,7 +18,7 @@ class Validation:
     parameters: int
     source: str  # where the data comes from
     rows: dict[str, int]  # per split
-    notes: list[str]  # what loading the data did
+    notes: list[str]  # what loading the data did, and a custom loss's argument order
 
 
 def validate(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Validation:
@@ -28,4 +28,10 @@ def validate(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     setup = prepare(cfg, device=config_device(cfg))
     summary = summary_dict(setup.model)
     return Validation(setup.task, len(summary["layers"]), summary["total_params"], setup.data.source,
-                      setup.data.rows(), list(setup.data.notes))
+                      setup.data.rows(), [*setup.data.notes, *_loss_notes(setup.loss)])
+
+
+def _loss_notes(loss) -> list[str]:
+    """What the loss has to say: the order a custom loss's arguments are passed in."""
+    note = getattr(loss, "note", None)
+    return [note] if note else []

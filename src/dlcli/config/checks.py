@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from ..messages import did_you_mean, translate
+from ..messages import did_you_mean, model_at, normalize, spellings, translate
 from ..registry import Problems, lookup
 from .lines import locate
 from .schema import Config
@@ -21,6 +21,7 @@ from .schema import Config
 def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, label: str | None = None) -> Config:
     """The checked Config of a raw mapping; ConfigError listing every problem, each at its key path and line."""
     lines, from_cli = lines or {}, from_cli or {}
+    one_spelling(raw, from_cli)
     problems: Problems = []
     try:
         cfg = Config.model_validate(raw)
@@ -33,6 +34,95 @@ def check(raw: dict, lines: dict | None = None, from_cli: dict | None = None, la
     if problems:
         raise ConfigError([locate(p, m, lines, from_cli) for p, m in problems], label)
     return cfg
+
+
+INPUT_LAYERS = ("input", "inputlayer")  # Keras' Input(shape=...) and InputLayer, normalized (messages.normalize)
+
+
+def keras_model(raw: dict, lines: dict) -> tuple[dict, dict]:
+    """A `model:` written as Keras writes a Sequential, in dlcli's form (raw and the lines of its keys).
+
+    `model: [<layers>]` is `model: {layers: [...]}`; a first `{type: Input, shape: [...]}` layer, or
+    `input_shape:` (or Dense's `input_dim:`) on the first layer, is `model.input_shape`. Done before
+    the overrides, so `model.layers[0].units=8` names the first layer that computes something, as
+    Keras' `model.layers[0]` does.
+    """
+    model = raw.get("model")
+    if isinstance(model, list):
+        model = {"layers": model}
+        lines = _moved(lines, ("model",), ("model", "layers"), keep=True)
+    layers = model.get("layers") if isinstance(model, dict) else None
+    if not (isinstance(layers, list) and layers and isinstance(layers[0], dict)) or "input_shape" in model:
+        return raw if model is raw.get("model") else {**raw, "model": model}, lines
+    model, layers, first = dict(model), list(layers), dict(layers[0])
+    if normalize(first.get("type", "")) in INPUT_LAYERS and set(first) <= {"type", "shape", "name"}:
+        model["input_shape"] = first.get("shape")
+        lines = {**lines, ("model", "input_shape"): lines.get(("model", "layers", 0, "shape"))}
+        layers = layers[1:]
+        lines = _shifted(lines, ("model", "layers"))
+    elif "input_shape" in first or "input_dim" in first:
+        key = "input_shape" if "input_shape" in first else "input_dim"
+        shape = first.pop(key)
+        model["input_shape"] = [shape] if key == "input_dim" else shape
+        lines = {**lines, ("model", "input_shape"): lines.get(("model", "layers", 0, key))}
+        layers[0] = first
+    model["layers"] = layers
+    return {**raw, "model": model}, {k: v for k, v in lines.items() if v is not None}
+
+
+def _moved(lines: dict, old: tuple, new: tuple, keep: bool = False) -> dict:
+    """The lines of the keys under `old` also (or only) under `new`."""
+    n = len(old)
+    moved = {new + k[n:]: v for k, v in lines.items() if k[:n] == old}
+    return {**({k: v for k, v in lines.items() if k[:n] != old} if not keep else lines), **moved}
+
+
+def _shifted(lines: dict, prefix: tuple) -> dict:
+    """The lines of list items under `prefix` one index down: item 1 is item 0 once the first is gone."""
+    n = len(prefix)
+    out = {k: v for k, v in lines.items() if not (k[:n] == prefix and len(k) > n and isinstance(k[n], int))}
+    for k, v in lines.items():
+        if k[:n] == prefix and len(k) > n and isinstance(k[n], int) and k[n] > 0:
+            out[(*prefix, k[n] - 1, *k[n + 1:])] = v
+    return out
+
+
+def one_spelling(raw: dict, from_cli: dict) -> None:
+    """An override replaces its key however the file spells it: `learning_rate: 0.001` in the file and
+    `optimizer.lr=0.01` on the command line are one key, set to 0.01 (the file's spelling is dropped)."""
+    for path in from_cli:
+        parent = _node(raw, path[:-1])
+        model = _model_of(raw, path[:-1])
+        if not isinstance(parent, dict) or model is None or not isinstance(path[-1], str):
+            continue
+        for other in spellings(model, path[-1]):
+            if other != path[-1] and other in parent and (*path[:-1], other) not in from_cli:
+                del parent[other]
+
+
+def _node(raw: Any, path: tuple) -> Any:
+    for part in path:
+        if isinstance(raw, dict) and part in raw or isinstance(raw, list) and isinstance(part, int) and part < len(raw):
+            raw = raw[part]
+        else:
+            return None
+    return raw
+
+
+_DEFAULT_NAMES = {"optimizer": "adam", "schedule": "constant"}
+
+
+def _model_of(raw: dict, path: tuple):
+    """The pydantic model of the mapping at a key path: a spec's entry (loss, optimizer, schedule, a layer)
+    or a schema section."""
+    node = _node(raw, path)
+    if path and path[0] in ("loss", "optimizer", "schedule") and len(path) == 1 and isinstance(node, dict):
+        registry, name = lookup(path[0]), node.get("name", _DEFAULT_NAMES.get(path[0]))
+        return registry.get(name).params if name in registry else None
+    if path[:2] == ("model", "layers") and len(path) == 3 and isinstance(node, dict):
+        layers = lookup("layer")
+        return layers.get(node.get("type")).params if node.get("type") in layers else None
+    return model_at(Config, path)
 
 
 def _check_specs(cfg: Config) -> Problems:
@@ -52,8 +142,31 @@ def _check_specs(cfg: Config) -> Problems:
             names.append(checked["name"] if checked else name)
         cfg.metrics = names
     if not problems:
-        problems += _check_task(cfg)
+        problems += _check_task(cfg) + _channels_first(cfg)
     return problems
+
+
+IMAGE_LAYERS = ("conv2d", "maxpool2d", "avgpool2d")
+CHANNELS = (1, 3, 4)  # grayscale, RGB, RGBA
+
+
+def channels_last(shape: list[int] | tuple[int, ...]) -> list[int] | None:
+    """[28, 28, 1] (Keras' [height, width, channels]) as dlcli's [1, 28, 28]; None for a shape that is not
+    plainly channels-last."""
+    if len(shape) == 3 and shape[-1] in CHANNELS and shape[0] not in CHANNELS and min(shape[:2]) > max(CHANNELS):
+        return [shape[-1], *shape[:2]]
+    return None
+
+
+def _channels_first(cfg: Config) -> Problems:
+    """A Keras image shape before convolutions is explained, not converted: the data is channels-first too,
+    and a silent transpose would hide which axis is which."""
+    shape = cfg.model.input_shape
+    first = channels_last(shape) if shape else None
+    if first is None or not any(layer.get("type") in IMAGE_LAYERS for layer in cfg.model.layers):
+        return []
+    return [(("model", "input_shape"), f"dlcli is channels-first ([channels, height, width], as PyTorch): use "
+                                       f"{first}, not Keras' {list(shape)}")]
 
 
 def _check_raw_specs(raw: dict) -> Problems:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checks import check
+from .checks import check, keras_model
 from .lines import read_yaml
 from .overrides import apply_overrides
 from .schema import Config
@@ -22,6 +22,7 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         file = Path(source)
         raw, lines = read_yaml(file)
     label = str(file) if file else None
+    raw, lines = keras_model(raw, lines)
     raw, from_cli = apply_overrides(raw, overrides, label)
     cfg = check(raw, lines, from_cli, label)
     if file is not None:

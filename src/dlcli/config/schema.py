@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_validator, model_validator
 
@@ -31,6 +31,13 @@ Task = Literal["auto", "binary", "multiclass", "regression"]
 class Section(BaseModel):
     # No key takes an infinite number: `.inf` and `.nan` are refused where they are written.
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    hints: ClassVar[dict[str, str]] = {}  # a key Keras users write here -> where dlcli has it (messages.translate)
+
+
+CLASS_WEIGHT_HINT = ("class weights are part of the loss here, as Keras' class_weight weighs each sample: "
+                     "loss: {name: class_balanced, weights: [w_0, w_1, ...]} (one per class, in class order), "
+                     "or weights: inverse_frequency")
+VALIDATION_SPLIT_HINT = "Keras' validation_split is data.split.val here: data: {..., split: {val: 0.1}}"
 
 
 class SplitConfig(Section):
@@ -117,6 +124,8 @@ class EarlyStopping(Section):
 
 
 class TrainConfig(Section):
+    hints: ClassVar[dict[str, str]] = {"validation_split": VALIDATION_SPLIT_HINT, "class_weight": CLASS_WEIGHT_HINT}
+
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     device: str = "auto"
@@ -145,7 +154,9 @@ class TrainConfig(Section):
     def _known_device(cls, device: str) -> str:
         # Its form; whether this machine has it is engine/device.py's to say (at validate too).
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
-            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+            gpu = "; a GPU is cuda here (cuda:N for the N-th one), and auto uses one when present" \
+                if device.lower() == "gpu" else ""
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got '{device}'{gpu}")
         return device
 
 
@@ -162,6 +173,15 @@ def _name_problem(name: str) -> str | None:
 
 
 class Config(Section):
+    hints: ClassVar[dict[str, str]] = {
+        "validation_split": VALIDATION_SPLIT_HINT,
+        "epochs": "it goes under train: train.epochs (train: {epochs: 10})",
+        "batch_size": "it goes under train: train.batch_size (train: {batch_size: 32})",
+        "class_weight": CLASS_WEIGHT_HINT,
+        "learning_rate": "it goes with the optimizer: optimizer: {name: adam, lr: 0.001}",
+        "lr": "it goes with the optimizer: optimizer: {name: adam, lr: 0.001}",
+    }
+
     name: str | None = None  # the run's folder under runs/: one path component (--run-dir takes a path)
     seed: Seed = 42
     task: Task = "auto"

@@ -1,5 +1,6 @@
 """The training loop. `fit` reads top to bottom: per batch forward, loss, backward, clip, step; then the
-epoch's row (train loss and metrics, validation), the schedule, and the per-epoch callbacks.
+epoch's row (train loss and metrics, validation), the schedule, and the per-epoch callbacks. A per-step
+schedule (`interval: step`) also sets the lr after each optimizer step; metrics.csv's lr is the epoch's first.
 
 Data that fits in memory is held as tensors (on the GPU when training there) and batches are taken
 by index, never through per-sample Dataset calls; the loss is summed on the device and read once
@@ -43,7 +44,8 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                            workers=cfg.data.workers, memory_format=fmt) if "val" in splits else None)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     monitor = monitored(setup)
-    training = Training(setup, model, optimizer, build_schedule(cfg.schedule, optimizer, epochs=tc.epochs),
+    schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs, steps_per_epoch=len(train_batches))
+    training = Training(setup, model, optimizer, schedule,
                         torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16"),
                         train_batches.generator, len(train_batches), monitor,
                         monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto"))
@@ -55,6 +57,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
     forward = _Compiled(model, callbacks) if tc.compile else model
     grad_scaler, state = training.grad_scaler, training.state
     per_batch = [cb for cb in callbacks if cb.per_batch]
+    per_step = schedule.per_step  # an `interval: step` schedule sets the lr of every step
     min_delta = tc.early_stopping.min_delta if tc.early_stopping else 0.0
 
     try:
@@ -81,6 +84,8 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                     _clip(model, tc.clip_grad_norm, tc.clip_grad_value)
                 grad_scaler.step(optimizer)  # fp16: skips steps whose gradients overflowed
                 grad_scaler.update()
+                if per_step:
+                    schedule.step_batch()
                 total.add_(loss.detach(), alpha=len(xb))
                 if tc.train_metrics:
                     gathered.add(out.detach(), yb)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..config.checks import channels_last
 from ..config.schema import SOURCES
 from ..data import Dataset, Fitted, load_dataset
 from ..data.resources import available_memory
@@ -59,8 +60,10 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
             dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
                                    fill=fitted.fill)
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
+            first = channels_last(cfg.model.input_shape)
+            why = " (dlcli is channels-first: [channels, height, width])" if first == list(dataset.input_shape) else ""
             raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
-                            f"{list(dataset.input_shape)}; remove input_shape or make it match")
+                            f"{list(dataset.input_shape)}{why}; remove input_shape or make it match")
     shape = dataset.input_shape if dataset else None
     with cfg.section("model"):
         check_memory(cfg, build_model(cfg, shape, device="meta"), dataset, device or torch.device("cpu"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from torch import nn
 
 from ..registry import Registry
@@ -37,8 +37,10 @@ def relu() -> nn.Module:
 
 
 @ACTIVATIONS.register("leaky_relu", "LeakyReLU", "lrelu")
-def leaky_relu(*, negative_slope: Annotated[float, Field(ge=0)] = 0.01) -> nn.Module:
-    """max(negative_slope * x, x); the lecture's variant uses 0.1."""
+def leaky_relu(*, negative_slope: Annotated[float, Field(ge=0, validation_alias=AliasChoices("negative_slope", "alpha"))]
+               = 0.01) -> nn.Module:
+    """max(negative_slope * x, x), PyTorch's default 0.01 (Keras' LeakyReLU layer: 0.3); the lecture's max(0.1x, x) is
+    {name: leaky_relu, negative_slope: 0.1}."""
     return nn.LeakyReLU(negative_slope)
 
 

@@ -10,6 +10,7 @@ of any installed package the loss.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import itertools
 import sys
 from collections.abc import Callable
@@ -27,6 +28,42 @@ def function_ref(ref: str) -> str:
     if not (sep and where.endswith(".py") and attr.isidentifier()):
         raise ValueError(f"must be 'path/to/file.py:function' (a Python file, relative to the config), got '{ref}'")
     return ref
+
+
+def looks_like_ref(text: str) -> bool:
+    """Whether a loss name is a function reference, "file.py:fn", rather than a misspelled name."""
+    where, sep, attr = text.rpartition(":")
+    return bool(sep) and where.endswith(".py")
+
+
+# The names Keras, PyTorch and their users give a loss's two arguments.
+TARGET_NAMES = {"y_true", "ytrue", "target", "targets", "y", "true", "label", "labels", "truth"}
+PREDICTION_NAMES = {"y_pred", "ypred", "prediction", "predictions", "pred", "preds", "p", "y_hat", "yhat",
+                    "output", "outputs", "input", "probs", "probabilities", "scores"}
+
+
+def argument_order(fn: Callable[..., Any], ref: str) -> tuple[bool, str]:
+    """Whether `fn` takes the target first (Keras' fn(y_true, y_pred)), from its first two argument names,
+    and a note saying the order it will be called in. Names that say nothing (a, b), or say both, get the
+    documented order fn(prediction, target) and a note asking for clearer ones."""
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:2]
+    except (TypeError, ValueError):  # a builtin without a signature
+        params = []
+    first, second = (params + ["?", "?"])[:2]
+    target_first = first.lower() in TARGET_NAMES or second.lower() in PREDICTION_NAMES
+    prediction_first = first.lower() in PREDICTION_NAMES or second.lower() in TARGET_NAMES
+    if target_first != prediction_first:
+        args = f"{first}=target, {second}=prediction" if target_first else f"{first}=prediction, {second}=target"
+        return target_first, f"custom loss {ref} is called as {_name(fn)}({args}), by its argument names"
+    return False, (f"custom loss {ref}: its argument names ({first}, {second}) do not say which is the prediction, "
+                   f"so it is called as {_name(fn)}(prediction, target), the documented order; name them y_pred "
+                   "and y_true (Keras') or prediction and target to say so")
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", "fn")
 
 
 def load_function(ref: str, config_dir: Path) -> Callable[..., Any]:

@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field
 from torch import nn
 
 from ..errors import SpecError
-from ..messages import did_you_mean
+from ..messages import did_you_mean, normalize
 from ..registry import Problems, Registry, validate_params
 from .activations import ACTIVATIONS
 
@@ -36,6 +36,9 @@ class LayerRegistry(Registry):
             # `{type: relu}` or `{type: LeakyReLU, negative_slope: 0.1}`: an activation layer.
             params = {"activation": {"name": kind, **params} if params else kind}
             kind = "activation"
+        if normalize(str(kind)) in ("input", "inputlayer"):  # config/checks.py takes a first one, alone
+            return spec, [((*where, "type"), "Keras' Input layer is model.input_shape here; give the shape once, as "
+                                             "model.input_shape or as a first {type: Input, shape: [...]} layer")]
         if kind not in self:
             names = self.names() + ACTIVATIONS.names()
             return spec, [((*where, "type"), f"unknown layer type '{kind}'{did_you_mean(str(kind), names)} "

@@ -24,10 +24,21 @@ from torch import Tensor, nn
 
 from ..errors import SpecError
 from ..registry import BINARY, CLASSIFICATION, MULTICLASS, REGRESSION, Registry, implied_task
-from .activations import ACTIVATIONS
-from .custom import function_ref, load_function
+from .activations import ACTIVATIONS, build_activation
+from .custom import argument_order, function_ref, load_function, looks_like_ref
 
-LOSSES = Registry("loss")
+
+class LossRegistry(Registry):
+    """`loss: my_losses.py:fn`, a Python file's function as Keras takes a function, is the custom loss
+    `{name: custom, function: my_losses.py:fn}`."""
+
+    def expand(self, spec: Any) -> Any:
+        if isinstance(spec, str) and spec not in self and looks_like_ref(spec):
+            return {"name": "custom", "function": spec}
+        return spec
+
+
+LOSSES = LossRegistry("loss")
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Loss(nn.Module):
                  mean: Callable[[Tensor, Tensor], Tensor] | None = None):
         super().__init__()
         self.name, self.terms, self.task = name, terms, task
+        self.note: str | None = None  # what `dlcli validate` tells about it (a custom loss's argument order)
         self.mean = mean  # the unweighted mean in one fused call, where torch has one: fewer ops per step
         self.activation = activation if activation is not None else nn.Identity()
         self.fused = activation is None
@@ -92,10 +104,29 @@ class Loss(nn.Module):
         return self.name
 
 
-def build_loss(spec: str | dict, ctx: LossContext) -> nn.Module:
-    """The loss module of a spec; SpecError when it does not fit the task or the output layer."""
+def build_loss(spec: Any, ctx: LossContext | None = None) -> nn.Module:
+    """The loss module of a spec (`"bce"`, `{"name": "focal", "gamma": 2.0}`) in a context, or of a Config.
+
+        build_loss(load_config("configs/quickstart.yaml"))   # its loss:, task and output activation
+        build_loss("bce", LossContext(task="binary", output_activation="sigmoid", activation=None))
+
+    Call it as `loss(model(x), y)`: on the network's output before its activation. SpecError when the
+    loss does not fit the task or the output layer.
+    """
+    if ctx is None:
+        spec, ctx = _of_config(spec)
     entry, params, _ = LOSSES.parse(spec)
     return entry.builder(ctx, **params)
+
+
+def _of_config(cfg: Any) -> tuple[Any, LossContext]:
+    """A Config's loss spec and the context its model gives it (no class counts: they need the data)."""
+    if not hasattr(cfg, "task_kind"):
+        raise TypeError(f"build_loss({cfg!r}) needs a context: build_loss(spec, LossContext(task=..., "
+                        "output_activation=..., activation=...)), or pass a Config (load_config(...)) alone")
+    name, module = build_activation(cfg.output_activation)
+    return cfg.loss, LossContext(task=cfg.task_kind, output_activation=name, activation=module,
+                                 config_dir=cfg.base_dir)
 
 
 def loss_task(spec: Any) -> str | None:
@@ -157,7 +188,8 @@ def categorical_crossentropy(ctx: LossContext, *, label_smoothing: Fraction = 0.
                 mean=partial(_cce_terms, smoothing=label_smoothing, reduction="mean"))
 
 
-@LOSSES.register("focal", "focal_loss", "FocalLoss", "sigmoid_focal", "sigmoid_focal_loss", tasks=CLASSIFICATION)
+@LOSSES.register("focal", "focal_loss", "FocalLoss", "sigmoid_focal", "sigmoid_focal_loss", "BinaryFocalCrossentropy",
+                 "CategoricalFocalCrossentropy", tasks=CLASSIFICATION)
 def focal(ctx: LossContext, *, gamma: NonNegFloat = 2.0, alpha: Alpha = 0.25) -> nn.Module:
     """FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t) (Lin et al. 2017), binary or multiclass by the task.
 
@@ -311,18 +343,21 @@ PROBE_ROWS = 2  # the made-up batch a custom loss is tried on
 def custom(ctx: LossContext, *, function: Annotated[str, AfterValidator(function_ref)]) -> nn.Module:
     """fn(prediction, target) -> scalar tensor, from "path/to/file.py:fn" (relative to the config).
 
-    `prediction` is the activated output: probabilities for a sigmoid or softmax output layer.
+    `prediction` is the activated output: probabilities for a sigmoid or softmax output layer. The
+    argument names decide the order: Keras' fn(y_true, y_pred) gets the target first.
     """
     fn = load_function(function, ctx.config_dir)
-    loss = Loss(f"custom, function={function}", partial(_call_custom, fn, function), task=ctx.task,
+    target_first, loss_note = argument_order(fn, function)
+    loss = Loss(f"custom, function={function}", partial(_call_custom, fn, function, target_first), task=ctx.task,
                 activation=ctx.activation)
+    loss.note = loss_note
     if ctx.output_shape is not None:
         _try_once(loss, ctx, function)
     return loss
 
 
-def _call_custom(fn: Callable[..., Any], ref: str, prediction: Tensor, target: Tensor) -> Tensor:
-    out = fn(prediction, target)
+def _call_custom(fn: Callable[..., Any], ref: str, target_first: bool, prediction: Tensor, target: Tensor) -> Tensor:
+    out = fn(target, prediction) if target_first else fn(prediction, target)
     if not isinstance(out, Tensor) or out.numel() != 1:
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
         raise SpecError(f"custom loss '{ref}' must return a scalar tensor, got {got}", key="function")

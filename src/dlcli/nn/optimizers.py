@@ -14,7 +14,11 @@ from pydantic import AliasChoices, Field
 from ..errors import SpecError
 from ..registry import Registry
 
-OPTIMIZERS = Registry("optimizer")
+# Keras' `decay` was a learning-rate decay, not weight decay: the way to say it here.
+DECAY_HINT = ("Keras' decay is a learning-rate decay, lr0 / (1 + decay * step); here it is a schedule: "
+              "schedule: {name: inverse_time, decay_rate: 0.01, decay_steps: 1, interval: step} "
+              "(weight_decay is something else: a penalty on the weights)")
+OPTIMIZERS = Registry("optimizer", hints={"decay": DECAY_HINT})
 
 NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]  # a decay rate in [0, 1): momentum, betas, alpha
