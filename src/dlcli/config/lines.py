@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,10 @@ STR, MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 KINDS = {"int": "a number", "float": "a number", "bool": "true or false", "timestamp": "a date"}
 
 
-def read_yaml(file: Path) -> tuple[dict, dict]:
+def read_yaml(file: Path, known: Callable[[tuple], bool] | None = None) -> tuple[dict, dict]:
     """(the file's mapping, {key path: 1-based line}); ConfigError for a file that is not a YAML mapping.
 
-    Only a regular file is opened, and at most MAX_BYTES of it are read.
+    Only a regular file is opened, and at most MAX_BYTES of it are read. `known` as for parse_yaml.
     """
     kind = special_file(file)
     if kind:
@@ -47,7 +48,7 @@ def read_yaml(file: Path) -> tuple[dict, dict]:
         raise ConfigError([Problem("", f"is not UTF-8 text (byte {exc.start} cannot be read); save it as UTF-8")],
                           str(file)) from None
     try:
-        raw, lines = parse_yaml(text)
+        raw, lines = parse_yaml(text, known)
     except yaml.YAMLError as exc:
         raise ConfigError([_malformed(exc, text)], str(file)) from None
     except ConfigError as exc:
@@ -70,13 +71,14 @@ def _malformed(exc: yaml.YAMLError, text: str) -> Problem:
     return Problem("", f"malformed YAML: {what}", mark.line + 1)
 
 
-def parse_yaml(text: str) -> tuple[Any, dict]:
+def parse_yaml(text: str, known: Callable[[tuple], bool] | None = None) -> tuple[Any, dict]:
     """One YAML document -> (its value, {key path: 1-based line}).
 
     yaml.YAMLError for text that is not YAML; ConfigError (no file named) for what would make a config
     blow up later, refused before the value is built: nesting deeper than MAX_DEPTH, an alias inside
     the value it names, aliases that expand to more than MAX_ALIASED values, duplicate keys, and
-    keys that are not names.
+    keys that are not names. Keys under a path `known` says the schema lacks (Keras' `class_weight:
+    {0: 1, 1: 5}`) are left to the schema, which names the unknown key and the dlcli way.
     """
     loader = _Loader(text)
     try:
@@ -86,7 +88,7 @@ def parse_yaml(text: str) -> tuple[Any, dict]:
             raise ConfigError([Problem("", exc.problem, exc.problem_mark.line + 1)]) from None
         if node is None:
             return None, {}
-        walk = _Walk()
+        walk = _Walk(known=known)
         walk.visit(node, (), False)
         if walk.problems:
             raise ConfigError(walk.problems)
@@ -158,6 +160,7 @@ class _Walk:
     lines: dict[tuple, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
+    known: Callable[[tuple], bool] | None = None  # whether the schema has a key path
 
     def visit(self, node: yaml.Node, path: tuple, aliased: bool) -> None:
         aliased = aliased or id(node) in self.seen
@@ -177,7 +180,7 @@ class _Walk:
                 self.visit(value, path + ("<<",), aliased)
                 continue
             if not (isinstance(key, yaml.ScalarNode) and key.tag == STR):
-                if not aliased:
+                if not aliased and (self.known is None or self.known(path)):
                     self.problems.append(Problem(key_path(path), "keys must be names such as units, got "
                                                                  f"{_shown(key)}", line))
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 from .checks import check, keras_model
 from .lines import read_yaml
 from .overrides import apply_overrides
-from .schema import Config
+from .schema import Config, knows
 
 
 def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -20,10 +20,10 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         raw, lines, file = source, {}, None
     else:
         file = Path(source)
-        raw, lines = read_yaml(file)
+        raw, lines = read_yaml(file, knows)
     label = str(file) if file else None
     raw, lines = keras_model(raw, lines)
-    raw, from_cli = apply_overrides(raw, overrides, label)
+    raw, from_cli = apply_overrides(raw, overrides, label, knows)
     cfg = check(raw, lines, from_cli, label)
     if file is not None:
         cfg.came_from(file, lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -23,8 +24,9 @@ def parse_key_path(key: str) -> list[str | int]:
     return parts
 
 
-def apply_overrides(raw: dict, overrides, label: str | None) -> tuple[dict, dict[tuple, str]]:
-    """Set `a.b[1].c=value` pairs (values parsed as YAML) on a copy of the raw config."""
+def apply_overrides(raw: dict, overrides, label: str | None,
+                    known: Callable[[tuple], bool] | None = None) -> tuple[dict, dict[tuple, str]]:
+    """Set `a.b[1].c=value` pairs (values parsed as YAML) on a copy of the raw config; `known` as for parse_yaml."""
     raw = copy.deepcopy(raw)
     from_cli: dict[tuple, str] = {}
     for item in overrides:
@@ -33,7 +35,8 @@ def apply_overrides(raw: dict, overrides, label: str | None) -> tuple[dict, dict
         if not sep or not path:
             raise ConfigError([Problem("", f"override '{item}' must look like key.path=value, e.g. optimizer.lr=0.01")], label)
         try:
-            value = parse_yaml(text)[0] if text.strip() else None
+            inside = (lambda p, at=tuple(path): known(at + p)) if known else None
+            value = parse_yaml(text, inside)[0] if text.strip() else None
         except yaml.YAMLError:
             value = text
         except ConfigError as exc:  # `{1: 3}`, a duplicate key, an alias bomb

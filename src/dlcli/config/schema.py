@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, field_validator, model_validator
 
@@ -281,3 +281,20 @@ class Config(Section):
     @property
     def monitor(self) -> str:
         return self.train.early_stopping.monitor if self.train.early_stopping else "val_loss"
+
+
+def knows(path: tuple) -> bool:
+    """Whether the schema has the key path `path`, or it lies inside a value of free form (a layer's
+    parameters, a loss spec): what the YAML reader asks before it judges the keys under it."""
+    section: Any = Config
+    for part in path:
+        if not (isinstance(section, type) and issubclass(section, BaseModel)):
+            return True
+        fields = {**section.model_fields, **{f.alias: f for f in section.model_fields.values() if f.alias}}
+        if part not in fields:
+            return False
+        annotation = fields[part].annotation
+        section = next((t for t in (annotation, *get_args(annotation)) if isinstance(t, type)
+                        and issubclass(t, BaseModel)), None)
+    return True
+
