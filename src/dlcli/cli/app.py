@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import DlcliError, TrainingFailed
+from ..messages import relative_paths
 from . import render
 
 app = typer.Typer(
@@ -32,6 +34,14 @@ err = Console(stderr=True, highlight=False)
 
 
 DEBUG = False  # set by --debug: let tracebacks through
+ERROR = "[red]error:[/]"
+
+
+def say(label: str, text: str, console: Console = err) -> None:
+    """A message for the user, each of its lines after `label` (error:, note:, warning:), so a report of
+    several problems reads as several errors; paths under the current directory written relative to it."""
+    for line in relative_paths(text).splitlines() or [""]:
+        console.print(f"{label} {escape(line)}", soft_wrap=True)
 
 
 def friendly(command):
@@ -44,12 +54,12 @@ def friendly(command):
         except DlcliError as exc:
             if DEBUG:
                 raise
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            say(ERROR, str(exc))
             raise typer.Exit(exc.exit_code) from None
         except TrainingFailed as exc:
             if DEBUG:
                 raise
-            err.print(f"[red]training failed:[/] {escape(str(exc))}", soft_wrap=True)
+            say("[red]training failed:[/]", str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this message short
@@ -57,11 +67,19 @@ def friendly(command):
             if DEBUG:
                 raise
             run_dir = getattr(exc, "run_dir", None)
-            err.print("interrupted" + (f": the run is marked interrupted; continue it with dlcli train --resume "
-                                       f"{escape(str(run_dir))}" if run_dir else ""), soft_wrap=True)
+            if run_dir is None:  # before the run folder existed: nothing to continue
+                err.print("interrupted")
+            else:
+                err.print("interrupted: the run is marked interrupted; continue it with")
+                err.print(f"  {escape(resume_command(run_dir))}", soft_wrap=True)  # on a line of its own, to copy
             raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues a run, ready to paste (the path quoted if the shell needs it)."""
+    return f"dlcli train --resume {shlex.quote(relative_paths(str(run_dir)))}"
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -114,13 +132,13 @@ def evaluate(
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
     result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots,
-                            note=lambda text: err.print(f"note: {escape(text)}", soft_wrap=True))
+                            note=lambda text: say("note:", text))
     if as_json:
         print(json.dumps(result, indent=2))
     else:
         render.evaluation(out, run_dir, result)
     for problem in result.get("not_saved", {}).values():  # the metrics are printed; what was not saved fails
-        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
+        say(ERROR, problem)
     if result.get("not_saved"):
         raise typer.Exit(2)
 
@@ -143,7 +161,7 @@ def predict(
     result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
                             batch_size=batch_size)
     for note in result.notes:
-        err.print(f"note: {escape(note)}", soft_wrap=True)
+        say("note:", note)
     render.predictions(out, result, output)
 
 
@@ -181,10 +199,10 @@ def validate(
         raise typer.BadParameter("give a config file", param_hint="CONFIG")
     result = run_validation(config, overrides)
     for note in result.notes:
-        out.print(escape(note), soft_wrap=True)
+        out.print(escape(relative_paths(note)), soft_wrap=True)
     rows = ", ".join(f"{k} {n}" for k, n in result.rows.items())
     out.print(f"[green]ok[/] {escape(config)}: {result.task} task, {result.layers} layers, "
-              f"{result.parameters:,} parameters; data {escape(result.source)}: {rows} rows", soft_wrap=True)
+              f"{result.parameters:,} parameters; data {escape(relative_paths(result.source))}: {rows} rows", soft_wrap=True)
 
 
 @app.command("list")
@@ -235,7 +253,7 @@ def compare(
     skipped: list[str] = []
     records = load_runs(run_dirs, skipped)  # checks every run directory before matplotlib loads
     for line in skipped:
-        err.print(f"warning: {escape(line)}", soft_wrap=True)
+        say("warning:", line)
     from ..commands.plots import write_comparison
 
     result = {**compare_runs(records), "plot": str(output) if write_comparison(records, output) else None}
