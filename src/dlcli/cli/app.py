@@ -10,6 +10,7 @@ import json
 import shlex
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -82,6 +83,16 @@ def resume_command(run_dir) -> str:
     return f"dlcli train --resume {shlex.quote(relative_paths(str(run_dir)))}"
 
 
+def chosen_run(run_dir: Path) -> Path:
+    """The run a command uses: RUN_DIR itself, or the newest run in a folder of runs (saying which)."""
+    from ..commands.reports import newest_run
+
+    chosen, note = newest_run(run_dir)
+    if note:
+        say("note:", note)
+    return chosen
+
+
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     """`cfg.yaml a.b=1 c=2` -> ("cfg.yaml", ["a.b=1", "c=2"])."""
     paths = [a for a in args if "=" not in a]
@@ -124,13 +135,15 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots to RUN_DIR/plots/ (default: on)."),
 ):
-    """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/."""
+    """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/.
+    A folder of runs (runs/NAME) means its newest completed run."""
     from ..commands.evaluate import evaluate as run_evaluation
 
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"must be test, val or train, got '{split}'", param_hint="--split")
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    run_dir = chosen_run(run_dir)
     result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots,
                             note=lambda text: say("note:", text))
     if as_json:
@@ -153,11 +166,13 @@ def predict(
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),
 ):
-    """Class probabilities and predicted labels (or regression values) for every row of INPUT."""
+    """Class probabilities and predicted labels (or regression values) for every row of INPUT. A folder of runs
+    (runs/NAME) means its newest completed run."""
     from ..commands.predict import predict as run_prediction
 
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    run_dir = chosen_run(run_dir)
     result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
                             batch_size=batch_size)
     for note in result.notes:
@@ -240,14 +255,16 @@ def list_runs(
 @friendly
 def compare(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR RUN_DIR ...", help="Run directories to compare."),
-    output: Path = typer.Option(Path("compare.png"), "-o", "--output",
-                                help="Where to write the overlaid learning curves (default: compare.png here)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Where to write the overlaid learning curves "
+                                       "(default: runs/compare-<date-time>.png)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ):
     """Overlay runs' learning curves in one PNG and print their metrics side by side."""
     from ..commands.reports import compare as compare_runs
     from ..commands.reports import compare_table, load_runs
 
+    if output is None:  # beside the runs, named like them, so that compares do not pile up in the current folder
+        output = Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}.png"
     if output.suffix.lower() != ".png" or output.is_dir():
         raise typer.BadParameter(f"must be a .png file name, got '{output}'", param_hint="-o/--output")
     skipped: list[str] = []
