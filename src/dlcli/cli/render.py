@@ -49,7 +49,7 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
         out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
     if result.get("plots"):
         out.print(f"plots in {escape(str(Path(run_dir) / 'plots'))}:", soft_wrap=True)
-        out.print(Padding(escape("  ".join(Path(p).name for p in result["plots"])), (0, 0, 0, 2)))
+        out.print(Padding(escape("  ".join(Path(p).name for p in result["plots"])), (0, 0, 0, 2), expand=False))
 
 
 def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> None:
@@ -63,7 +63,7 @@ def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> Non
         for i, (c, row) in enumerate(zip(classes, matrix)):
             cm.add_row(escape(c if headers is classes else f"{i} {c}"), *map(str, row))
         if fits(out, cm):
-            numbered = "" if headers is classes else ", numbered as the rows"
+            numbered = "" if headers is classes else " by number"
             out.print(f"confusion matrix (rows: true class, columns: predicted class{numbered})")
             out.print(cm)
             return
@@ -148,11 +148,11 @@ def _run_lines(out: Console, r: dict) -> None:
     parts = [_status(r) + epochs, f"started {escape((r['started'] or '-')[:16].replace('T', ' '))}"]
     if r["best_epoch"] is not None:
         parts.append(f"best {escape(r['monitor'])} {number(r['best_value'])} @ {r['best_epoch']}")
-    out.print(Padding("  ".join(parts), (0, 0, 0, 2)))
+    out.print(Padding("  ".join(parts), (0, 0, 0, 2), expand=False))
     ev = r["evaluation"]
     if ev is not None:
         metrics = "  ".join(f"{short_name(k)} {number(v)}" for k, v in ev["metrics"].items())
-        out.print(Padding(escape(f"{Path(str(ev['split'])).name}: {metrics}"), (0, 0, 0, 2)))
+        out.print(Padding(escape(f"{Path(str(ev['split'])).name}: {metrics}"), (0, 0, 0, 2), expand=False))
 
 
 def _status(r: dict) -> str:
