@@ -293,7 +293,7 @@ def test_evaluate_json_on_the_test_split(cli, bc):
 def test_evaluate_table_on_the_val_split_with_the_last_checkpoint(cli, bc):
     result = ok(cli.run("evaluate", bc.run, "--split", "val", "--checkpoint", "last", "--device", "cpu",
                         cwd=bc.folder))
-    assert f"{bc.run}: val split, {BC_ROWS['val']} rows, last checkpoint (epoch 3)\n" in result.stdout
+    assert f"{bc.run}\n  val split, {BC_ROWS['val']} rows, last checkpoint (epoch 3)\n" in result.stdout  # > 80 columns
     for name in ("loss", "accuracy", "precision", "recall", "f1", "auc", "confusion matrix"):
         assert name in result.stdout
     assert f"written to {bc.run / 'evaluation.json'}\n" in result.stdout

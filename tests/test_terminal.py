@@ -232,9 +232,10 @@ def test_evaluate_fits_80_columns(classes):
               "plots": ["plots/learning_curves.png", "plots/test_roc.png", "plots/test_confusion_matrix.png",
                         "plots/test_scores.png"]}
     narrow, text = console(80)
-    render.evaluation(narrow, Path("runs/cifar/20261202-184604"), result)
+    render.evaluation(narrow, Path("runs/cifar10-resnet-small/20261202-184604"), result)
     out = text.getvalue()
     assert widest(out) <= 80 and "…" not in out
+    assert out.startswith(f"runs/cifar10-resnet-small/20261202-184604\n  test split, {n * (30 + n)} rows, best checkpoint (epoch 3)\n")
     if n == 10 and classes[0] == "0":
         assert "confusion matrix (rows: true class, columns: predicted class)" in out
     elif n == 10:  # the names head the rows, their numbers the columns

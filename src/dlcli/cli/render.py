@@ -35,8 +35,12 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
     """`evaluate`: the metrics, the confusion matrix, where they were written."""
     split = result["split"]  # a split's name, or the --data file's path
     data = f"{split} split" if split in ("train", "val", "test") else relative_paths(split)
-    out.print(f"{escape(str(run_dir))}: {escape(data)}, {result['n_samples']} rows, "
-              f"{result['checkpoint']} checkpoint (epoch {result['epoch']})", soft_wrap=True)
+    what = f"{data}, {result['n_samples']} rows, {result['checkpoint']} checkpoint (epoch {result['epoch']})"
+    if len(f"{run_dir}: {what}") <= out.width:
+        out.print(escape(f"{run_dir}: {what}"), soft_wrap=True)
+    else:  # the path whole on a line of its own, rather than folded
+        out.print(escape(str(run_dir)), soft_wrap=True)
+        out.print(escape(f"  {what}"), soft_wrap=True)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
