@@ -68,10 +68,10 @@ def test_an_epoch_line_fits_the_terminal_losses_first(width):
     items = line.split("  ")[1:]
     assert "loss 0.6442" in items and "val_loss 0.6125" in items  # what Keras shows first: always room for it
     assert len(items) + left_out == len(ROW) - 1  # every value is shown or counted as left out
-    order = [short_name(k) for k in ROW if k != "epoch_seconds"] + ["0.7s"]
+    order = [short_name(k) for k in ROW if k != "epoch_seconds"] + ["728ms"]
     assert sorted(items, key=lambda item: order.index(item.split(" ")[0])) == items  # in metrics.csv's order
     if width == 400:
-        assert left_out == 0 and line.endswith("val_auc 0.9790  0.7s")
+        assert left_out == 0 and line.endswith("val_auc 0.9790  728ms")
     if width == 80:  # the validation metrics before the train ones
         assert items[:4] == ["loss 0.6442", "val_loss 0.6125", "val_acc 0.6579", "val_prec 0.6455"]
 

@@ -93,7 +93,7 @@ def fitted_line(row: dict, epochs: int, width: int) -> tuple[str, int]:
     leaves out). The losses come first, then validation metrics, train metrics, lr and the time; the
     values shown keep the row's order."""
     head = f"epoch {row['epoch']}/{epochs}"
-    items = {k: (f"{v:.1f}s" if k == "epoch_seconds" else f"{short_name(k)} {_short(v)}")
+    items = {k: (_seconds(v) if k == "epoch_seconds" else f"{short_name(k)} {_short(v)}")
              for k, v in row.items() if k != "epoch"}
     rank = sorted(items, key=lambda k: (k not in FIRST, k in LAST, not k.startswith("val_")))
     chosen, used = set(), len(head)
@@ -103,6 +103,10 @@ def fitted_line(row: dict, epochs: int, width: int) -> tuple[str, int]:
             used += 2 + len(items[key])
     line = "  ".join([head] + [text for key, text in items.items() if key in chosen])
     return line, len(items) - len(chosen)
+
+
+def _seconds(v: float) -> str:
+    return f"{v:.1f}s" if v >= 1 else f"{v * 1000:.0f}ms"
 
 
 def _short(v) -> str:
