@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -131,9 +132,9 @@ def cli() -> Cli:
                # One CPU thread per process: tiny models gain nothing from more, and on a busy
                # 2-core machine OpenMP threads of side-by-side processes slow each other ~100x.
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    # PYTHONDONTWRITEBYTECODE (set on CI machines) stays: the packages' bytecode was compiled when uv installed
-    # them (pyproject.toml: compile-bytecode), and a PYTHONPYCACHEPREFIX would make every process look for
-    # it there instead, so the first one compiled torch again.
+    # PYTHONDONTWRITEBYTECODE (set on CI machines) stays: the packages' bytecode was compiled once, when CI
+    # installed them (.ci/run: uv sync --compile-bytecode), and a PYTHONPYCACHEPREFIX would make every process
+    # look for it there instead, so the first one compiled torch again.
     return Cli(env)
 
 
@@ -292,7 +293,7 @@ def test_evaluate_json_on_the_test_split(cli, bc):
 def test_evaluate_table_on_the_val_split_with_the_last_checkpoint(cli, bc):
     result = ok(cli.run("evaluate", bc.run, "--split", "val", "--checkpoint", "last", "--device", "cpu",
                         cwd=bc.folder))
-    assert f"{bc.run}: val split, {BC_ROWS['val']} rows, last checkpoint (epoch 3)\n" in result.stdout
+    assert f"{bc.run}\n  val split, {BC_ROWS['val']} rows, last checkpoint (epoch 3)\n" in result.stdout  # > 80 columns
     for name in ("loss", "accuracy", "precision", "recall", "f1", "auc", "confusion matrix"):
         assert name in result.stdout
     assert f"written to {bc.run / 'evaluation.json'}\n" in result.stdout
@@ -488,14 +489,17 @@ def test_ctrl_c_marks_the_run_interrupted_and_resume_completes_it(cli, long):
     proc.send_signal(signal.SIGINT)
     result = finished(proc, log)
     assert result.returncode == 130, result
-    assert "interrupted" in result.stderr and "--resume" in result.stderr, result
+    # The command to paste, on a line of its own, with the run's path as seen from here.
+    assert "\n  dlcli train --resume interrupted\n" in result.stderr, result
     assert "Traceback" not in result.output, result
     info = read_json(run / "run.json")
     assert info["status"] == "interrupted" and info["ended"]
     assert 2 <= info["epochs_completed"] < LONG_EPOCHS
     assert "--resume" in info["message"]
 
-    ok(cli.run("train", "--resume", run, cwd=long.folder))
+    resumed = ok(cli.run("train", "--resume", run, cwd=long.folder))
+    said = re.search(rf"^resuming interrupted from epoch (\d+) of {LONG_EPOCHS} ", resumed.stdout, re.M)
+    assert said and int(said[1]) in (info["epochs_completed"], info["epochs_completed"] + 1), resumed  # its checkpoint's
     _check_resumed(run, long.reference_rows())
 
 

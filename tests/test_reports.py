@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,9 +222,10 @@ def test_dlcli_compare_writes_the_plot_and_prints_both_runs(made, env, tmp_path)
     result = dlcli(env, "compare", made.alpha, made.beta, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["plot"] == "compare.png"  # the default: in the current folder
+    assert re.fullmatch(r"runs/compare-\d{8}-\d{6}\.png", data["plot"])  # the default: beside the runs
     assert data["runs"] == R.compare(R.load_runs([made.alpha, made.beta]))["runs"]
-    assert Image.open(io.BytesIO((tmp_path / "compare.png").read_bytes())).size == (1200, 300)
+    assert Image.open(io.BytesIO((tmp_path / data["plot"]).read_bytes())).size == (1200, 300)
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]  # nothing in the current folder
 
     text = dlcli(env, "compare", made.alpha, made.beta, "-o", "plots/both.png", cwd=tmp_path)
     assert text.returncode == 0, text.stderr

@@ -67,6 +67,36 @@ def special_file(path) -> str | None:
     return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
+SHORT_NAMES = {"train_loss": "loss", "accuracy": "acc", "precision": "prec", "recall": "rec",
+               "epoch_seconds": "secs"}
+
+
+def short_name(column: str) -> str:
+    """A metric column as a narrow terminal shows it, Keras' way: train_loss -> loss, train_accuracy -> acc,
+    val_precision -> val_prec. metrics.csv and the JSON outputs keep the full names."""
+    if column in SHORT_NAMES:
+        return SHORT_NAMES[column]
+    prefix, _, name = column.partition("_")
+    if prefix == "train" and name:
+        return SHORT_NAMES.get(name, name)
+    if prefix == "val" and name:
+        return f"val_{SHORT_NAMES.get(name, name)}"
+    return SHORT_NAMES.get(column, column)
+
+
+def relative_paths(text: str, cwd: str | None = None) -> str:
+    """`text` with every absolute path under the current directory written relative to it.
+
+    Paths reach messages resolved (data files are found relative to the config's folder, a config's
+    file is resolved) or as typed; the CLI passes every line it prints through this, so a file is named
+    the same way in every message, whichever code wrote it. Paths elsewhere stay absolute."""
+    cwd = os.getcwd() if cwd is None else cwd
+    if cwd.rstrip(os.sep) == "":  # at / every path is under the current directory: leave them whole
+        return text
+    prefix = re.escape(cwd.rstrip(os.sep) + os.sep)
+    return re.sub(rf"(?<![\w.~{re.escape(os.sep)}-]){prefix}(?=[^\s{re.escape(os.sep)}])", "", text)
+
+
 def key_path(path) -> str:
     """("model", "layers", 2, "units") -> "model.layers[2].units"."""
     out = ""

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -16,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import DlcliError, TrainingFailed
+from ..messages import relative_paths
 from . import render
 
 app = typer.Typer(
@@ -32,6 +35,14 @@ err = Console(stderr=True, highlight=False)
 
 
 DEBUG = False  # set by --debug: let tracebacks through
+ERROR = "[red]error:[/]"
+
+
+def say(label: str, text: str, console: Console = err) -> None:
+    """A message for the user, each of its lines after `label` (error:, note:, warning:), so a report of
+    several problems reads as several errors; paths under the current directory written relative to it."""
+    for line in relative_paths(text).splitlines() or [""]:
+        console.print(f"{label} {escape(line)}", soft_wrap=True)
 
 
 def friendly(command):
@@ -44,12 +55,12 @@ def friendly(command):
         except DlcliError as exc:
             if DEBUG:
                 raise
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            say(ERROR, str(exc))
             raise typer.Exit(exc.exit_code) from None
         except TrainingFailed as exc:
             if DEBUG:
                 raise
-            err.print(f"[red]training failed:[/] {escape(str(exc))}", soft_wrap=True)
+            say("[red]training failed:[/]", str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this message short
@@ -57,11 +68,29 @@ def friendly(command):
             if DEBUG:
                 raise
             run_dir = getattr(exc, "run_dir", None)
-            err.print("interrupted" + (f": the run is marked interrupted; continue it with dlcli train --resume "
-                                       f"{escape(str(run_dir))}" if run_dir else ""), soft_wrap=True)
+            if run_dir is None:  # before the run folder existed: nothing to continue
+                err.print("interrupted")
+            else:
+                err.print("interrupted: the run is marked interrupted; continue it with")
+                err.print(f"  {escape(resume_command(run_dir))}", soft_wrap=True)  # on a line of its own, to copy
             raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
     return wrapper
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues a run, ready to paste (the path quoted if the shell needs it)."""
+    return f"dlcli train --resume {shlex.quote(relative_paths(str(run_dir)))}"
+
+
+def chosen_run(run_dir: Path) -> Path:
+    """The run a command uses: RUN_DIR itself, or the newest run in a folder of runs (saying which)."""
+    from ..commands.reports import newest_run
+
+    chosen, note = newest_run(run_dir)
+    if note:
+        say("note:", note)
+    return chosen
 
 
 def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
@@ -108,21 +137,23 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write plots to RUN_DIR/plots/ (default: on)."),    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the run's train.threads)."),
 ):
-    """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/."""
+    """Metrics of a trained run on a split; also written to RUN_DIR/evaluation.json, plots to RUN_DIR/plots/.
+    A folder of runs (runs/NAME) means its newest completed run."""
     from ..commands.evaluate import evaluate as run_evaluation
 
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"must be test, val or train, got '{split}'", param_hint="--split")
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    run_dir = chosen_run(run_dir)
     result = run_evaluation(run_dir, split=split, data=data, checkpoint=checkpoint, device=device, plots=plots,
-                            note=lambda text: err.print(f"note: {escape(text)}", soft_wrap=True), threads=threads)
+                            note=lambda text: say("note:", text), threads=threads)
     if as_json:
         print(json.dumps(result, indent=2))
     else:
         render.evaluation(out, run_dir, result)
     for problem in result.get("not_saved", {}).values():  # the metrics are printed; what was not saved fails
-        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
+        say(ERROR, problem)
     if result.get("not_saved"):
         raise typer.Exit(2)
 
@@ -137,15 +168,17 @@ def predict(
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the run's train.threads)."),
 ):
-    """Class probabilities and predicted labels (or regression values) for every row of INPUT."""
+    """Class probabilities and predicted labels (or regression values) for every row of INPUT. A folder of runs
+    (runs/NAME) means its newest completed run."""
     from ..commands.predict import predict as run_prediction
 
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    run_dir = chosen_run(run_dir)
     result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
                             batch_size=batch_size, threads=threads)
     for note in result.notes:
-        err.print(f"note: {escape(note)}", soft_wrap=True)
+        say("note:", note)
     render.predictions(out, result, output)
 
 
@@ -183,10 +216,10 @@ def validate(
         raise typer.BadParameter("give a config file", param_hint="CONFIG")
     result = run_validation(config, overrides)
     for note in result.notes:
-        out.print(escape(note), soft_wrap=True)
+        out.print(escape(relative_paths(note)), soft_wrap=True)
     rows = ", ".join(f"{k} {n}" for k, n in result.rows.items())
     out.print(f"[green]ok[/] {escape(config)}: {result.task} task, {result.layers} layers, "
-              f"{result.parameters:,} parameters; data {escape(result.source)}: {rows} rows", soft_wrap=True)
+              f"{result.parameters:,} parameters; data {escape(relative_paths(result.source))}: {rows} rows", soft_wrap=True)
 
 
 @app.command("list")
@@ -224,20 +257,22 @@ def list_runs(
 @friendly
 def compare(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR RUN_DIR ...", help="Run directories to compare."),
-    output: Path = typer.Option(Path("compare.png"), "-o", "--output",
-                                help="Where to write the overlaid learning curves (default: compare.png here)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Where to write the overlaid learning curves "
+                                       "(default: runs/compare-<date-time>.png)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ):
     """Overlay runs' learning curves in one PNG and print their metrics side by side."""
     from ..commands.reports import compare as compare_runs
     from ..commands.reports import compare_table, load_runs
 
+    if output is None:  # beside the runs, named like them, so that compares do not pile up in the current folder
+        output = Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}.png"
     if output.suffix.lower() != ".png" or output.is_dir():
         raise typer.BadParameter(f"must be a .png file name, got '{output}'", param_hint="-o/--output")
     skipped: list[str] = []
     records = load_runs(run_dirs, skipped)  # checks every run directory before matplotlib loads
     for line in skipped:
-        err.print(f"warning: {escape(line)}", soft_wrap=True)
+        say("warning:", line)
     from ..commands.plots import write_comparison
 
     result = {**compare_runs(records), "plot": str(output) if write_comparison(records, output) else None}

@@ -7,7 +7,11 @@ from pathlib import Path
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
+
+from ..messages import relative_paths, short_name
 
 PREDICT_SHOW_ROWS = 10  # rows printed without -o
 PREDICT_SHOW_IDS = 4  # identifying columns printed (all of them go to the CSV)
@@ -29,8 +33,14 @@ def trained(out: Console, result) -> None:
 
 def evaluation(out: Console, run_dir: Path, result: dict) -> None:
     """`evaluate`: the metrics, the confusion matrix, where they were written."""
-    out.print(f"{escape(str(run_dir))}: {result['split']} split, {result['n_samples']} rows, "
-              f"{result['checkpoint']} checkpoint (epoch {result['epoch']})", soft_wrap=True)
+    split = result["split"]  # a split's name, or the --data file's path
+    data = f"{split} split" if split in ("train", "val", "test") else relative_paths(split)
+    what = f"{data}, {result['n_samples']} rows, {result['checkpoint']} checkpoint (epoch {result['epoch']})"
+    if len(f"{run_dir}: {what}") <= out.width:
+        out.print(escape(f"{run_dir}: {what}"), soft_wrap=True)
+    else:  # the path whole on a line of its own, rather than folded
+        out.print(escape(str(run_dir)), soft_wrap=True)
+        out.print(escape(f"  {what}"), soft_wrap=True)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -38,24 +48,38 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
         table.add_row(name, f"{value:.4f}")
     out.print(table)
     if "confusion_matrix" in result:
-        classes = [str(c) for c in result["classes"]]
-        out.print("confusion matrix (rows: true class, columns: predicted class)")
-        cm = Table()
-        cm.add_column("true \\ pred")
-        for c in classes:
-            cm.add_column(c, justify="right")
-        for c, row in zip(classes, result["confusion_matrix"]):
-            cm.add_row(c, *map(str, row))
-        out.print(cm)
+        _confusion(out, [str(c) for c in result["classes"]], result["confusion_matrix"])
     if "evaluation.json" not in result.get("not_saved", {}):
         out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
     if result.get("plots"):
-        out.print(f"plots in {escape(str(Path(run_dir) / 'plots'))}: "
-                  f"{', '.join(Path(p).name for p in result['plots'])}", soft_wrap=True)
+        out.print(f"plots in {escape(str(Path(run_dir) / 'plots'))}:", soft_wrap=True)
+        out.print(Padding(escape("  ".join(Path(p).name for p in result["plots"])), (0, 0, 0, 2), expand=False))
+
+
+def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> None:
+    """The confusion matrix, headed by the class names; where they make it too wide, by class numbers (the
+    rows keep the names); where even that is too wide, only where to find it."""
+    for headers in (classes, [str(i) for i in range(len(classes))]):
+        cm = Table()
+        cm.add_column("true \\ pred")
+        for c in headers:
+            cm.add_column(escape(c), justify="right")
+        for i, (c, row) in enumerate(zip(classes, matrix)):
+            cm.add_row(escape(c if headers is classes else f"{i} {c}"), *map(str, row))
+        if fits(out, cm):
+            numbered = "" if headers is classes else " by number"
+            out.print(f"confusion matrix (rows: true class, columns: predicted class{numbered})")
+            out.print(cm)
+            return
+    out.print(f"confusion matrix: {len(classes)} classes are too many for this terminal's width; it is in "
+              "evaluation.json and the plots")
 
 
 def predictions(out: Console, result, output: Path | None) -> None:
-    """`predict`: how many, and without -o the first rows."""
+    """`predict`: how many, and without -o the first rows; on a narrow terminal, a classifier's rows show the
+    predicted class and its probability instead of every class's."""
+    from ..commands.predict import PREDICTED  # loaded by the command already; here it would slow --help
+
     n = len(result.table)
     where = f"; written to {escape(str(output))}" if output is not None else ""
     out.print(f"{n} prediction{'' if n == 1 else 's'} ({result.checkpoint} checkpoint, epoch {result.epoch})"
@@ -63,37 +87,47 @@ def predictions(out: Console, result, output: Path | None) -> None:
     if output is not None:
         return
     ids = [c for c in result.table.columns if c not in result.outputs]
-    shown = ids[:PREDICT_SHOW_IDS] + result.outputs
-    table = Table()
-    for name in shown:
-        numbers = result.table[name].dtype.kind in "fiu"
-        table.add_column(escape(str(name)), justify="right" if numbers else "left")
-    for _, row in result.table[shown].head(PREDICT_SHOW_ROWS).iterrows():
-        # float32 probabilities are numpy scalars, not floats
-        table.add_row(*(f"{v:.4f}" if getattr(v, "dtype", None) is not None and v.dtype.kind == "f"
-                        or isinstance(v, float) else escape(str(v)) for v in row))
+    head = result.table.head(PREDICT_SHOW_ROWS)
+    table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + result.outputs)
+    probs = [c for c in result.outputs if c != PREDICTED]
+    narrowed = not fits(out, table) and PREDICTED in result.outputs
+    if narrowed:  # the probability of the class shown: the largest of the row's
+        head = head.assign(probability=head[probs].max(axis=1))
+        table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"])
     out.print(table)
     more = [f"{n - PREDICT_SHOW_ROWS} more rows"] if n > PREDICT_SHOW_ROWS else []
     more += [f"{len(ids) - PREDICT_SHOW_IDS} more columns"] if len(ids) > PREDICT_SHOW_IDS else []
+    more += [f"{len(probs)} class probabilities a row"] if narrowed else []
     if more:
         out.print(f"({', '.join(more)}; write them all with -o FILE.csv)")
 
 
+def _frame_table(frame, columns: list[str]) -> Table:
+    table = Table()
+    for name in columns:
+        numbers = frame[name].dtype.kind in "fiu"
+        table.add_column(escape(str(name)), justify="right" if numbers else "left")
+    for _, row in frame[columns].iterrows():
+        # float32 probabilities are numpy scalars, not floats
+        table.add_row(*(f"{v:.4f}" if getattr(v, "dtype", None) is not None and v.dtype.kind == "f"
+                        or isinstance(v, float) else escape(str(v)) for v in row))
+    return table
+
+
 def runs(out: Console, found: list[dict], folder: Path) -> None:
-    """`runs`: a row per run, newest first."""
-    table = Table(title=f"{len(found)} run{'s' if len(found) != 1 else ''} under {escape(str(folder))}, newest first",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    # The path is what `evaluate` and `compare` take: it stays on one line while the other cells
-    # wrap (a run's name is shown under it when its folder is not named after it). Nothing is cut
-    # short with an ellipsis; on a terminal too narrow for the path, it folds.
+    """`runs`: a row per run, newest first; on a terminal too narrow for the table, a few lines per run."""
+    title = f"{len(found)} run{'s' if len(found) != 1 else ''} under {escape(str(folder))}, newest first"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    # The path is what `evaluate` and `compare` take: it stays on one line (a run's name is shown
+    # under it when its folder is not named after it). Nothing is cut short with an ellipsis.
     table.add_column("run", no_wrap=True, overflow="fold")
-    table.add_column("started", no_wrap=True)  # a date folded mid-way reads badly; the other cells fold
+    table.add_column("started", no_wrap=True)
     for column in ("status", "best", "evaluation"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for r in found:
         path = Path(r["path"])
         run = escape(r["path"]) + ("" if r["name"] == path.parent.name else f"\n[dim]({escape(r['name'])})[/]")
-        status = f"[{STATUS_COLOURS.get(r['status'], 'default')}]{escape(r['status'])}[/]"
+        status = _status(r)
         if r["epochs"] is not None:
             status += f"\n{r['epochs']} epoch{'' if r['epochs'] == 1 else 's'}"
         best = "-" if r["best_epoch"] is None else f"{r['monitor']}\n{number(r['best_value'])} @ {r['best_epoch']}"
@@ -102,7 +136,36 @@ def runs(out: Console, found: list[dict], folder: Path) -> None:
             [f"{Path(str(ev['split'])).name}:", *(f"{k} {number(v)}" for k, v in ev["metrics"].items())])
         table.add_row(run, escape((r["started"] or "-")[:16].replace("T", "\n")), status, escape(best),
                       escape(evaluated))
-    out.print(table)
+    if fits(out, table):
+        out.print(table)
+        return
+    out.print(title, soft_wrap=True)
+    for r in found:
+        _run_lines(out, r)
+
+
+def _run_lines(out: Console, r: dict) -> None:
+    """One run of `runs` on a narrow terminal: its path on a line of its own, then what the table's columns hold."""
+    name = "" if r["name"] == Path(r["path"]).parent.name else f" [dim]({escape(r['name'])})[/]"
+    out.print(escape(r["path"]) + name, soft_wrap=True)
+    epochs = "" if r["epochs"] is None else f", {r['epochs']} epoch{'' if r['epochs'] == 1 else 's'}"
+    parts = [_status(r) + epochs, f"started {escape((r['started'] or '-')[:16].replace('T', ' '))}"]
+    if r["best_epoch"] is not None:
+        parts.append(f"best {escape(r['monitor'])} {number(r['best_value'])} @ {r['best_epoch']}")
+    out.print(Padding("  ".join(parts), (0, 0, 0, 2), expand=False))
+    ev = r["evaluation"]
+    if ev is not None:
+        metrics = "  ".join(f"{short_name(k)} {number(v)}" for k, v in ev["metrics"].items())
+        out.print(Padding(escape(f"{Path(str(ev['split'])).name}: {metrics}"), (0, 0, 0, 2), expand=False))
+
+
+def _status(r: dict) -> str:
+    return f"[{STATUS_COLOURS.get(r['status'], 'default')}]{escape(r['status'])}[/]"
+
+
+def fits(out: Console, renderable) -> bool:
+    """Whether `renderable` fits the console's width without wrapping or cutting a cell."""
+    return Measurement.get(out, out.options.update_width(10_000), renderable).maximum <= out.width
 
 
 def comparison(out: Console, labels: list[str], sections: list, plot: str | None) -> None:

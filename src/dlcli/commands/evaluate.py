@@ -12,6 +12,7 @@ from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..engine.setup import prepare
 from ..errors import DataError, RunError, SpecError
+from ..nn.losses import counts_classes
 from ..nn.metrics import report
 from ..runs.run import Run
 
@@ -35,7 +36,10 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     source = custom_loss_source(cfg.loss)
     if source is not None and note is not None:
         note(f"imports the custom loss {source} (code from the run's config)")
-    setup = prepare(cfg, fitted=fitted)
+    # On another file (--data) the training data is needed only where the loss weighs classes by its counts:
+    # evaluating works after the training file, or its folder, has gone, as predicting does.
+    need_data = data is None or counts_classes(cfg.loss)
+    setup = prepare(cfg, need_data=need_data, fitted=fitted, input_shape=run.input_shape or None)
     task = setup.task
 
     if data is not None:

@@ -121,6 +121,25 @@ def find_runs(root: str | Path = "runs") -> list[RunRecord]:
     return records
 
 
+def newest_run(folder: str | Path) -> tuple[Path, str | None]:
+    """`folder` itself when it is a run directory (or no folder of runs); in a folder of runs, runs/NAME
+    (or runs: two levels down at most, so a mistyped home folder is not searched whole), its newest
+    completed run, else its newest run: (the run directory, a note that says which, or None)."""
+    folder = Path(folder)
+    if not folder.is_dir() or any((folder / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
+        return folder, None
+    found = [read_run(p.parent) for pattern in ("*", "*/*") for p in folder.glob(f"{pattern}/{runs.RUN_INFO}")]
+    found = sorted((r for r in found if not r.problem), key=lambda r: (r.started, r.path.name), reverse=True)
+    if not found:
+        return folder, None  # the run-directory check says what the folder is not
+    if len(found) == 1:
+        return found[0].path, f"{folder} holds one run, {found[0].path}"
+    done = [r for r in found if r.status == "completed"]
+    chosen = (done or found)[0]
+    which = "the newest completed one" if done else f"the newest ({chosen.status}: none completed)"
+    return chosen.path, f"{folder} holds {len(found)} runs: using {which}, {chosen.path}"
+
+
 def runs_table(root: str | Path = "runs") -> list[dict]:
     """`dlcli runs --json`: the runs under root, newest first, as dicts."""
     return [r.summary() for r in find_runs(root)]

@@ -126,17 +126,21 @@ class TensorBoard(Callback):
 
 
 class ProgressBar(Callback):
-    """A live bar on a terminal (counting batches: it never reads the loss inside an epoch), a line per epoch."""
+    """A live bar on a terminal (the running loss read a few times a second, not per step), a line per epoch;
+    a resumed run first says where it goes on from."""
 
-    def __init__(self, epochs: int, enabled: bool | None = None):
+    def __init__(self, epochs: int, enabled: bool | None = None, run_dir: Path | None = None):
         self.progress = Progress(epochs, 0, enabled=enabled)
         self.per_batch = self.progress.live
+        self.run_dir = run_dir
 
     def on_note(self, text):
         self.progress.note(text)
 
     def on_fit_start(self, training):
         self.progress.batches = training.batches_per_epoch
+        if training.resumed:
+            self.progress.resuming(self.run_dir, training.state.epoch)
         for note in training.setup.data.notes:
             self.progress.note(note)
         self.progress.__enter__()
@@ -145,7 +149,7 @@ class ProgressBar(Callback):
         self.progress.start_epoch(epoch)
 
     def on_train_batch_end(self, training, b):
-        self.progress.batch(b)
+        self.progress.batch(b, training.running.mean)
 
     def on_epoch_end(self, training, row):
         self.progress.end_epoch(row)
@@ -172,5 +176,5 @@ def standard_callbacks(cfg: Config, run_dir: Path, *, progress: bool | None = No
     callbacks += [Checkpoint(runs.run_folder(run_dir, runs.CHECKPOINTS)), MetricsLog(Path(run_dir) / runs.METRICS)]
     if tc.tensorboard:
         callbacks.append(TensorBoard(Path(run_dir) / "tb"))
-    callbacks.append(ProgressBar(tc.epochs, progress))
+    callbacks.append(ProgressBar(tc.epochs, progress, run_dir))
     return callbacks

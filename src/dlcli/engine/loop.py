@@ -4,7 +4,8 @@ schedule (`interval: step`) also sets the lr after each optimizer step; metrics.
 
 Data that fits in memory is held as tensors (on the GPU when training there) and batches are taken
 by index, never through per-sample Dataset calls; the loss is summed on the device and read once
-per epoch, so the host never waits for the GPU inside an epoch.
+per epoch (and by a live progress bar a few times a second), so the host never waits for the GPU at
+every step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .device import autocast
 from .inference import Gathered, convolutional, evaluate_batches, inference_batch_size
 from .resume import Changes, restore
 from .setup import Setup
-from .state import State, Training
+from .state import RunningLoss, State, Training
 
 
 def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
@@ -71,7 +72,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
             started = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             model.train()
-            total = torch.zeros((), device=device)
+            running = training.running = RunningLoss(torch.zeros((), device=device))
             gathered = Gathered()  # this epoch's predictions, for train_<metric>: read once, at the end
             for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
                 with autocast(device, tc.precision):
@@ -86,13 +87,13 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                 grad_scaler.update()
                 if per_step:
                     schedule.step_batch()
-                total.add_(loss.detach(), alpha=len(xb))
+                running.add(loss, len(xb))
                 if tc.train_metrics:
                     gathered.add(out.detach(), yb)
                 for cb in per_batch:
                     cb.on_train_batch_end(training, b)
 
-            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(total, train_batches.n, epoch)}
+            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(running.total, train_batches.n, epoch)}
             if tc.train_metrics:
                 train_out = gathered.outputs(task, model.head)
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})

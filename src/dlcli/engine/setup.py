@@ -42,8 +42,11 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None,
-            device: torch.device | None = None) -> Setup:
+            device: torch.device | None = None, input_shape: tuple[int, ...] | None = None) -> Setup:
     """Load the data (when asked or needed for the input shape), build the model and the loss.
+
+    `input_shape` is a stored run's (labels.json): with it, the model needs no data to be built, so
+    `need_data=False` reads none (evaluating a run on a new file, after its training data has gone).
 
     A stored run passes what it fitted on its train rows (`Run.fitted`): scaler, classes, and the
     `missing: mean` fill values, so nothing is refitted. The model is built on the meta device first,
@@ -55,7 +58,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
     dataset = None
     if cfg.data is None and need_data:
         raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
-    if cfg.data is not None and (need_data or not cfg.model.input_shape):
+    if cfg.data is not None and (need_data or not (cfg.model.input_shape or input_shape)):
         with cfg.section("data"):
             dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
                                    fill=fitted.fill)
@@ -64,7 +67,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
             why = " (dlcli is channels-first: [channels, height, width])" if first == list(dataset.input_shape) else ""
             raise cfg.error("model.input_shape", f"is {cfg.model.input_shape} but the data's samples are shaped "
                             f"{list(dataset.input_shape)}{why}; remove input_shape or make it match")
-    shape = dataset.input_shape if dataset else None
+    shape = dataset.input_shape if dataset else input_shape
     with cfg.section("model"):
         check_memory(cfg, build_model(cfg, shape, device="meta"), dataset, device or torch.device("cpu"))
     seed_everything(cfg.seed)

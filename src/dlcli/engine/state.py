@@ -38,6 +38,22 @@ def _better(value: float, best: float, mode: str, min_delta: float) -> bool:
 
 
 @dataclass
+class RunningLoss:
+    """The epoch's train loss so far: a sum kept on the device and the rows it covers. `mean()` makes the
+    host wait for the device, so the loop reads it once per epoch and the progress bar a few times a second."""
+
+    total: torch.Tensor
+    rows: int = 0
+
+    def add(self, loss: torch.Tensor, rows: int) -> None:
+        self.total.add_(loss.detach(), alpha=rows)
+        self.rows += rows
+
+    def mean(self) -> float:
+        return (self.total / max(self.rows, 1)).item()
+
+
+@dataclass
 class Training:
     """One run's training: its setup, the optimizer and schedule built for it, and its state."""
 
@@ -53,3 +69,4 @@ class Training:
     state: State = field(default_factory=State)
     resumed: bool = False
     improved: bool = False  # whether the epoch just ended improved the monitored value
+    running: RunningLoss | None = None  # the epoch under way's train loss

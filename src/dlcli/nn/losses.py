@@ -261,6 +261,12 @@ def _focal_terms(raw: Tensor, target: Tensor, gamma: float, binary: bool, scale:
     return -scale * (_one_hot(raw, target) * (1 - log_p.exp()) ** gamma * log_p).sum(-1)
 
 
+def counts_classes(spec) -> bool:
+    """Whether a loss takes its class weights from the training set's class counts (`weights:
+    inverse_frequency` or `effective_number`): building it needs the training data."""
+    return isinstance(spec, dict) and isinstance(spec.get("weights"), str)
+
+
 def _class_weights(ctx: LossContext, weights: str | list[float], beta: float, normalize: bool) -> list[float]:
     if isinstance(weights, list):
         return _check_length(ctx, weights, "weights")
