@@ -79,8 +79,10 @@ def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_
     while not (tmp_path / "reference" / "metrics.csv").exists() and proc.poll() is None:
         time.sleep(0.005)
     first = time.monotonic()
-    assert proc.wait(timeout=300) == 0
+    while len(metrics(tmp_path / "reference")) < 30 and proc.poll() is None:
+        time.sleep(0.005)
     epochs = time.monotonic() - first  # epochs 2 to 30, their checkpoint and metrics.csv writes
+    assert proc.wait(timeout=300) == 0
     reference = metrics(tmp_path / "reference")
     assert len(reference) == 30
 
