@@ -216,3 +216,11 @@ def test_a_signal_to_the_process_group_marks_the_run_interrupted(tmp_path, signu
     assert proc.returncode == code, err
     assert "Traceback" not in err and "marked interrupted" in err
     assert info(tmp_path / "run")["status"] == "interrupted"
+
+
+def test_a_resume_to_fewer_epochs_than_trained_is_refused(trained):
+    run = trained()
+    record = info(run)
+    (run / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    with pytest.raises(RunError, match="already completed 3 epochs.*above 3"):
+        train(None, ["train.epochs=2"], resume=run, progress=False)

@@ -107,9 +107,9 @@ def _prepare_resume(folder: Path, overrides, device: str | None) -> tuple[Config
     cfg, info = run.config, run.info
     changed = changes(Run.open(folder).config, cfg, overrides, where=str(folder))
     done = info.get("epochs_completed", 0)
-    if info.get("status") == "completed" and done >= cfg.train.epochs:
+    if done > cfg.train.epochs or (info.get("status") == "completed" and done == cfg.train.epochs):
         raise RunError(f"{folder}: already completed {done} epochs; to train longer, pass train.epochs=N with N "
-                       f"above {done}")
+                       f"above {done}")  # killed after its last checkpoint, it goes on to be marked completed
     if info.get("stopped_early") and not (changed.touches("train.early_stopping") or changed.touches("train.epochs")):
         raise RunError(f"{folder}: stopped early at epoch {done}; to train on, pass a larger "
                        "train.early_stopping.patience=N or train.epochs=N")

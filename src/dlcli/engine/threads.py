@@ -173,7 +173,7 @@ class ThreadTuner:
             return
         n = self._trial[0]
         self._times[n].append(step)
-        if len(self._times[n]) < WARMUP_STEPS + TIMED_STEPS:
+        if len(self._times[n]) < WARMUP_STEPS + TIMED_STEPS and not self._clearly_slower(n):
             return
         self._trial.pop(0)
         if self._trial:
@@ -185,6 +185,14 @@ class ThreadTuner:
         self.decided, self._chosen_step = True, medians[best]
         self.why = _compare(best, medians, "step")
         self.notify(f"threads: {best} ({self.why})")
+
+    def _clearly_slower(self, n: int) -> bool:
+        """After 3 timed steps, a count running 2x slower than one timed before it needs no more of them:
+        on a busy machine each of its steps may cost 40 of the other's."""
+        timed = self._times[n][WARMUP_STEPS:]
+        done = [statistics.median(v[WARMUP_STEPS:]) for k, v in self._times.items() if k != n
+                and len(v) > WARMUP_STEPS]
+        return len(timed) >= 3 and bool(done) and statistics.median(timed) > 2 * min(done)
 
     def on_fit_end(self, training):
         pass
