@@ -227,7 +227,7 @@ def test_train_fills_the_run_directory(bc):
     assert resolved["model"]["layers"][0] == {"type": "dense", "activation": "relu", "units": 8, "use_bias": True}
     assert resolved["loss"] == {"name": "binary_crossentropy", "label_smoothing": 0.0}
     assert resolved["optimizer"]["name"] == "adam" and resolved["optimizer"]["lr"] == 0.001
-    assert resolved["schedule"] == {"name": "constant"}
+    assert resolved["schedule"] == {"name": "constant", "interval": "epoch"}
     assert resolved["train"]["epochs"] == 3 and resolved["train"]["shuffle"] is True
     assert resolved["data"]["dataset"] == "breast_cancer" and resolved["data"]["scale"] == "standard"
     assert resolved["seed"] == 3 and resolved["task"] == "auto"
