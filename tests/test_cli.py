@@ -5,8 +5,8 @@ checks the exit code, what it printed and the files it wrote. The configs are ti
 bundled tables, a few epochs) so a command takes a few seconds, most of it importing torch. The
 bad-input cases, which fail within a second once torch is imported, share one process that runs
 `dlcli`'s `main()` for each of them in turn (`Cli.run_each`); it starts with the first test and runs
-beside the others, and the uninterrupted run the resume tests compare against trains while they
-interrupt theirs, so the CPU is rarely idle.
+beside the others, and the uninterrupted run the Ctrl-C test compares against trains while it
+interrupts its own, so the CPU is rarely idle.
 """
 
 from __future__ import annotations
@@ -412,7 +412,7 @@ def test_evaluate_a_regression_run(cli, diabetes):
 
 
 # ----------------------------------------------------------------------------------------------
-# 4. Interrupted runs resume exactly
+# 4. Interrupted runs resume exactly (SIGKILL at random moments: tests/test_kill.py)
 
 # Wide enough, and in small enough batches, that an epoch takes a noticeable time (~0.05-0.2 s):
 # the tests stop it after a few epochs, well before the last. Dropout and a cosine schedule make
@@ -459,25 +459,6 @@ def _check_resumed(run: Path, reference: list[dict[str, str]]) -> None:
     assert info["status"] == "completed" and info["epochs_completed"] == LONG_EPOCHS
     assert len(info["resumed"]) == 1
     assert without_timing(rows) == without_timing(reference)  # as if never stopped: exact on the CPU
-
-
-@pytest.mark.slow
-@posix_only
-def test_resume_after_sigkill_matches_an_uninterrupted_run(cli, long):
-    run, log = long.folder / "killed", long.folder / "killed-log"
-    proc = cli.start("train", "long.yaml", "--run-dir", run, cwd=long.folder, log=log)
-    wait_for_epochs(proc, run / "metrics.csv", 3)
-    os.kill(proc.pid, signal.SIGKILL)
-    result = finished(proc, log)
-    assert result.returncode == -signal.SIGKILL, result
-    info = read_json(run / "run.json")
-    assert info["status"] == "running"  # a killed process could not say otherwise
-    assert 2 <= info["epochs_completed"] < LONG_EPOCHS
-    assert len(metrics_rows(run / "metrics.csv")) < LONG_EPOCHS
-
-    resumed = ok(cli.run("train", "--resume", run, cwd=long.folder))
-    assert f"completed {LONG_EPOCHS} epochs" in resumed.stdout
-    _check_resumed(run, long.reference_rows())
 
 
 @pytest.mark.slow
