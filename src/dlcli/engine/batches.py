@@ -116,8 +116,11 @@ class Batches:
 
         if self.loader is None:
             iterable = isinstance(self.dataset, IterableDataset)
+            # A streamed table serves whole batches (TableStream.batches): no per-sample collation.
+            whole = hasattr(self.dataset, "batches")
             self.loader = DataLoader(
-                self.dataset, batch_size=self.batch_size, shuffle=self.shuffle and not iterable,
+                self.dataset.batches(self.batch_size) if whole else self.dataset,
+                batch_size=None if whole else self.batch_size, shuffle=self.shuffle and not iterable,
                 num_workers=self.workers, pin_memory=self.device.type == "cuda",
                 persistent_workers=self.workers > 0, generator=self.generator,
                 prefetch_factor=4 if self.workers > 0 else None,
