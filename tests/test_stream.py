@@ -125,6 +125,21 @@ def test_batches_serve_the_samples_rows_in_the_same_order(csv, tmp_path):
     np.testing.assert_allclose(yb[:, 0].numpy(), xb[:, 1].numpy() * 2, rtol=1e-5)
 
 
+def test_a_parquet_row_group_is_converted_in_parts_with_its_row_numbers(csv, tmp_path):
+    table().to_parquet(tmp_path / "t.parquet", index=False)  # one row group of all 1500 rows
+    ds = streamed(path=str(tmp_path / "t.parquet"), target="y", split={"test": 0.2})
+    plan = ds.splits["train"].plans[0]
+    assert len(plan.chunks) == 1
+    with stream.open_table(plan.origin) as t:
+        parts = list(t.read_parts(plan.chunks[0], ["rowid", "y"], 100))
+    assert [first for first, _ in parts] == list(range(0, N, 100)) and {len(b) for _, b in parts} == {100}
+    np.testing.assert_array_equal(np.concatenate([b["rowid"] for _, b in parts]), np.arange(N))
+    from_csv = streamed(path=csv, target="y", split={"test": 0.2})  # the split hashes the file's row numbers
+    for name in ("train", "test"):
+        ids = np.sort(rows_of(ds.splits[name])[0][:, 0])
+        np.testing.assert_array_equal(ids, np.sort(rows_of(from_csv.splits[name])[0][:, 0]))
+
+
 def test_chunk_order_is_shuffled_and_rows_mixed_within(csv):
     train = streamed(path=csv, target="y").splits["train"]
     train.set_epoch(3)
