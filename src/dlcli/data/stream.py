@@ -355,6 +355,13 @@ class TableStream(IterableDataset):
         view.batch_size = batch_size
         return view
 
+    @property
+    def prefetch(self) -> int:
+        """Batches a DataLoader worker may run ahead (its prefetch_factor): two parts' worth, so it reads and
+        parses the next part while training consumes this one. Four batches, torch's usual, left
+        training waiting ~0.1 s at every csv chunk (1.6x the in-memory epoch on an idle machine)."""
+        return max(4, 2 * -(-self.part_rows // (self.batch_size or 1)))
+
     def __iter__(self):
         pieces = self._pieces()
         if self.batch_size is None:
