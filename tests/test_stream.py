@@ -111,6 +111,7 @@ def test_batches_serve_the_samples_rows_in_the_same_order(csv, tmp_path):
     np.testing.assert_array_equal(torch.cat([xb for xb, _ in got]).numpy(), x)
     np.testing.assert_array_equal(torch.cat([yb for _, yb in got]).numpy(), y)
     assert got[0][0].dtype == torch.float32 and got[0][1].dtype == torch.int64 and train.batch_size is None
+    assert train.batches(10).prefetch == 20  # a worker runs two parts (chunk_rows: 100) ahead
     batched.set_epoch(3)  # the view shares the epoch with its split
     train_3 = rows_of(train)[0]
     assert not np.array_equal(train_3, x) and np.array_equal(torch.cat([xb for xb, _ in batched]).numpy(), train_3)
