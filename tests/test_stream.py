@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from dlcli.config import DataConfig
 from dlcli.data import Scaler, in_memory, load_dataset, stream
+from dlcli.engine.batches import Batches
 from dlcli.errors import SpecError
 
 N = 1500
@@ -97,6 +98,47 @@ def test_workers_share_the_chunks_and_epochs_reshuffle(csv):
         fresh.set_epoch(epoch)
         ids = torch.cat([xb[:, 0] for xb, _ in loader]).numpy()
         assert np.array_equal(ids, orders[epoch])
+
+
+def test_batches_serve_the_samples_rows_in_the_same_order(csv, tmp_path):
+    """batches(b): the rows, order and dtypes of one sample at a time, in (b, ...) tensors; Batches uses it."""
+    train = streamed(path=csv, target="y").splits["train"]
+    train.set_epoch(2)
+    x, y = rows_of(train)
+    batched = train.batches(64)
+    got = list(batched)
+    assert [len(xb) for xb, _ in got] == [64] * (N // 64) + [N % 64]  # pieces of ~60 rows joined across chunks
+    np.testing.assert_array_equal(torch.cat([xb for xb, _ in got]).numpy(), x)
+    np.testing.assert_array_equal(torch.cat([yb for _, yb in got]).numpy(), y)
+    assert got[0][0].dtype == torch.float32 and got[0][1].dtype == torch.int64 and train.batch_size is None
+    assert train.batches(10).prefetch == 20  # a worker runs two parts (chunk_rows: 100) ahead
+    batched.set_epoch(3)  # the view shares the epoch with its split
+    train_3 = rows_of(train)[0]
+    assert not np.array_equal(train_3, x) and np.array_equal(torch.cat([xb for xb, _ in batched]).numpy(), train_3)
+    loader = Batches(train, "multiclass", torch.device("cpu"), 100, shuffle=True, workers=0)
+    xs = [xb for xb, _ in loader.epoch(3)]
+    assert len(xs) == len(loader) == 15 and np.array_equal(torch.cat(xs).numpy(), train_3)
+    df = table(300).assign(y=lambda d: d["a"] * 2)
+    df.to_csv(tmp_path / "r.csv", index=False)
+    values = streamed(task="regression", path=str(tmp_path / "r.csv"), target="y").splits["train"]
+    (xb, yb), = list(values.batches(300))
+    assert yb.dtype == torch.float32 and yb.shape == (300, 1)
+    np.testing.assert_allclose(yb[:, 0].numpy(), xb[:, 1].numpy() * 2, rtol=1e-5)
+
+
+def test_a_parquet_row_group_is_converted_in_parts_with_its_row_numbers(csv, tmp_path):
+    table().to_parquet(tmp_path / "t.parquet", index=False)  # one row group of all 1500 rows
+    ds = streamed(path=str(tmp_path / "t.parquet"), target="y", split={"test": 0.2})
+    plan = ds.splits["train"].plans[0]
+    assert len(plan.chunks) == 1
+    with stream.open_table(plan.origin) as t:
+        parts = list(t.read_parts(plan.chunks[0], ["rowid", "y"], 100))
+    assert [first for first, _ in parts] == list(range(0, N, 100)) and {len(b) for _, b in parts} == {100}
+    np.testing.assert_array_equal(np.concatenate([b["rowid"] for _, b in parts]), np.arange(N))
+    from_csv = streamed(path=csv, target="y", split={"test": 0.2})  # the split hashes the file's row numbers
+    for name in ("train", "test"):
+        ids = np.sort(rows_of(ds.splits[name])[0][:, 0])
+        np.testing.assert_array_equal(ids, np.sort(rows_of(from_csv.splits[name])[0][:, 0]))
 
 
 def test_chunk_order_is_shuffled_and_rows_mixed_within(csv):

@@ -115,18 +115,28 @@ def test_plain_2d_arrays_name_columns_by_position(tmp_path, fmt):
     assert "5 columns" in message
 
 
-def test_parquet_reads_only_the_columns_used(tmp_path, monkeypatch):
+def test_parquet_reads_only_the_columns_used_group_by_group(tmp_path, monkeypatch):
+    """Numeric parquet columns go row group by row group into one float32 array: the same rows as pandas reads,
+    nulls as NaN; a text column falls back to the whole read, whose check names the row."""
     import pyarrow.parquet as pq
 
-    df = numbers().assign(notes=["x" * 50] * 80)
-    df.to_parquet(tmp_path / "t.parquet", index=False)
+    df = numbers().assign(notes=["x" * 50] * 80, flag=[True, False] * 40, n=pd.array(range(80), dtype="Int64"))
+    df.loc[3, "a"] = None
+    df.loc[5, "n"] = None
+    df.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=30)
     asked = []
-    read = pq.ParquetFile.read
-    monkeypatch.setattr(pq.ParquetFile, "read", lambda self, columns=None, **kw: asked.append(columns) or
-                        read(self, columns=columns, **kw))
-    ds = load(path=str(tmp_path / "t.parquet"), target="y", features=["b", "a"])
-    assert asked == [["b", "a", "y"]]
-    np.testing.assert_allclose(ds.splits["train"][0][:, 0], df["b"], rtol=1e-6)
+    read = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, columns=None, **kw: asked.append(columns)
+                        or read(self, i, columns=columns, **kw))
+    ds = load(path=str(tmp_path / "t.parquet"), target="y", features=["b", "a", "flag", "n"], missing="mean")
+    assert asked == [["b", "a", "flag", "n", "y"]] * 3  # 80 rows in row groups of 30
+    expected = df[["b", "a", "flag", "n"]].astype("float32").to_numpy(np.float32, na_value=np.nan)
+    expected[3, 1], expected[5, 3] = np.nanmean(expected[:, 1]), np.nanmean(expected[:, 3])
+    np.testing.assert_allclose(ds.splits["train"][0], expected, rtol=1e-6)
+    assert ds.splits["train"][1].tolist() == df["y"].tolist()
+    df.assign(b=df["b"].astype(str).where(df.index != 7, "oops")).to_parquet(tmp_path / "t.parquet", index=False)
+    fails("features[0]", "column 'b'", "row 8 holds 'oops'", path=str(tmp_path / "t.parquet"), target="y",
+          features=["b", "a"])
 
 
 def test_hdf5_key_missing_or_wrong_lists_the_file(tmp_path):

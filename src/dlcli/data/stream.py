@@ -17,11 +17,13 @@ through a shuffle buffer; val and test rows come in file order.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -196,9 +198,10 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
             if not origin.main:
                 choose(table, origin, features)
             for chunk, block in table.scan([*features, origin.target], chunk_rows):
-                x, names, y = _chunk_values(block, features, origin, task, chunk.start, check=True)
-                seen.add(x, y, plan.split_codes(seed, chunk.start, len(x)), origin)
-                seen.names = names
+                for first_row, part in _parts(block, chunk.start, chunk_rows):
+                    x, names, y = _chunk_values(part, features, origin, task, first_row, check=True)
+                    seen.add(x, y, plan.split_codes(seed, first_row, len(x)), origin)
+                    seen.names = names
                 plan.chunks.append(chunk)
         plans.append(plan)
     if seen.rows[0] == 0:
@@ -214,7 +217,7 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
     for code, name in enumerate(SPLITS):
         if code == 0 or seen.rows[code]:
             splits[name] = TableStream(plans, code, spec, seen.rows[code], shuffle=code == 0,
-                                       buffer=shuffle_buffer or chunk_rows)
+                                       buffer=shuffle_buffer or chunk_rows, part_rows=chunk_rows)
     counts = [seen.labels[0].get(c, 0) for c in classes] if classes is not None else None
     table_bytes = 4 * sum(seen.rows) * math.prod(seen.input_shape)
     notes = [f"stream: reading {' + '.join(Path(p.origin.file).name for p in plans)} in "
@@ -223,6 +226,16 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
     source = data.path or " + ".join(f for f in (data.train, data.val, data.test) if f)
     return Dataset(splits, task, tuple(seen.input_shape), seen.names, classes, scaler, source, counts=counts,
                    notes=notes, fill=fill)
+
+
+def _parts(block, start: int, rows: int):
+    """A scanned block as (first row, frame) parts of `rows` rows: the first pass's copies of a parquet row
+    group (float32, NaN masks, the train rows for the statistics) took 10x the group's features whole."""
+    if not isinstance(block, pd.DataFrame) or len(block) <= rows:
+        yield start, block
+        return
+    for offset in range(0, len(block), rows):
+        yield start + offset, block.iloc[offset:offset + rows]
 
 
 def _size(nbytes: float) -> str:
@@ -301,12 +314,14 @@ class TableStream(IterableDataset):
     """
 
     def __init__(self, plans: list[FilePlan], code: int, spec: _Spec, rows: int, *, shuffle: bool,
-                 buffer: int):
+                 buffer: int, part_rows: int):
         self.plans, self.code, self.spec, self.rows = plans, code, spec, rows
         self.shuffle, self.buffer = shuffle, buffer
+        self.part_rows = part_rows  # rows converted at a time from a larger chunk (Table.read_parts)
         # Shared memory, so DataLoader workers that outlive an epoch (persistent_workers) see set_epoch.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.index = {c: i for i, c in enumerate(spec.classes)} if spec.classes is not None else None
+        self.batch_size: int | None = None  # None: one sample at a time; see batches()
 
     @property
     def split(self) -> str:
@@ -329,7 +344,34 @@ class TableStream(IterableDataset):
     def _serves(self, plan: FilePlan) -> bool:
         return plan.role in ("path", "train") or plan.role == self.split
 
+    def batches(self, batch_size: int) -> TableStream:
+        """This split served as `(x, y)` tensor batches of `batch_size` rows (for `DataLoader(batch_size=None)`),
+        in the same order as its samples; the last batch of each worker may be shorter.
+
+        One sample at a time, the rows' Python tuples and their collation cost more per row than a
+        training step of the FFNN at batch 1024 (benchmarks/RESULTS.md, 2026-12-02).
+        """
+        view = copy.copy(self)  # shares the epoch counter: set_epoch on either reaches both
+        view.batch_size = batch_size
+        return view
+
+    @property
+    def prefetch(self) -> int:
+        """Batches a DataLoader worker may run ahead (its prefetch_factor): two parts' worth, so it reads and
+        parses the next part while training consumes this one. Four batches, torch's usual, left
+        training waiting ~0.1 s at every csv chunk (1.6x the in-memory epoch on an idle machine)."""
+        return max(4, 2 * -(-self.part_rows // (self.batch_size or 1)))
+
     def __iter__(self):
+        pieces = self._pieces()
+        if self.batch_size is None:
+            for x, y in pieces:
+                yield from _samples(x, y)
+        else:
+            yield from _batched(pieces, self.batch_size)
+
+    def _pieces(self):
+        """The rows this worker serves in an epoch, as consecutive (x, y) arrays, in serving order."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = int(self._epoch[0])
@@ -340,29 +382,33 @@ class TableStream(IterableDataset):
             for f, c in self.work(epoch, worker, workers):
                 if f not in tables:
                     tables[f] = open_table(self.plans[f].origin)
-                x, y = self._chunk(tables[f], self.plans[f], self.plans[f].chunks[c])
-                if not self.shuffle:
-                    yield from _samples(x, y)
-                    continue
-                if pool_x is not None:
-                    x, y = np.concatenate([pool_x, x]), np.concatenate([pool_y, y])
-                order = rng.permutation(len(x))
-                # Keep up to `buffer` rows (at most half) back to mix with the next chunk's rows.
-                cut = len(x) - min(self.buffer, len(x) // 2)
-                yield from _samples(x[order[:cut]], y[order[:cut]])
-                pool_x, pool_y = x[order[cut:]], y[order[cut:]]
+                parts = tables[f].read_parts(self.plans[f].chunks[c], self._columns(f), self.part_rows)
+                for first_row, block in parts:
+                    x, y = self._part(self.plans[f], first_row, block)
+                    if not self.shuffle:
+                        yield x, y
+                        continue
+                    if pool_x is not None:
+                        x, y = np.concatenate([pool_x, x]), np.concatenate([pool_y, y])
+                    order = rng.permutation(len(x))
+                    # Keep up to `buffer` rows (at most half) back to mix with the next part's rows.
+                    cut = len(x) - min(self.buffer, len(x) // 2)
+                    yield x[order[:cut]], y[order[:cut]]
+                    pool_x, pool_y = x[order[cut:]], y[order[cut:]]
             if pool_x is not None:
-                yield from _samples(pool_x, pool_y)
+                yield pool_x, pool_y
         finally:
             for table in tables.values():
                 table.close()
 
-    def _chunk(self, table: Table, plan: FilePlan, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
-        """This split's rows of a chunk, prepared as in training: missing values, scaling, class ids."""
+    def _columns(self, f: int) -> list[str]:
+        return [*self.spec.features, self.plans[f].origin.target]
+
+    def _part(self, plan: FilePlan, first_row: int, block) -> tuple[np.ndarray, np.ndarray]:
+        """This split's rows of a part of a chunk, prepared as in training: missing values, scaling, class ids."""
         spec, origin = self.spec, plan.origin
-        block = table.read_chunk(chunk, [*spec.features, origin.target])
-        x, names, y = _chunk_values(block, spec.features, origin, spec.task, chunk.start, check=False)
-        keep = plan.split_codes(spec.seed, chunk.start, len(x)) == self.code
+        x, names, y = _chunk_values(block, spec.features, origin, spec.task, first_row, check=False)
+        keep = plan.split_codes(spec.seed, first_row, len(x)) == self.code
         flat = x.reshape(len(x), -1)
         if origin.data.missing == "drop":
             keep &= ~np.isnan(flat).any(axis=1)
@@ -375,6 +421,32 @@ class TableStream(IterableDataset):
             values, inverse = np.unique(y, return_inverse=True)
             y = np.array([self.index[plain(v)] for v in values], dtype=np.int64)[inverse.reshape(-1)]
         return np.ascontiguousarray(x, dtype=np.float32), y
+
+
+def _batched(pieces, size: int):
+    """Consecutive rows of the (x, y) pieces as tensor batches of `size` rows, the last one shorter."""
+    held: list[tuple[np.ndarray, np.ndarray]] = []
+    count = 0
+    for x, y in pieces:
+        while len(x):
+            take = min(size - count, len(x))
+            held.append((x[:take], y[:take]))
+            count += take
+            x, y = x[take:], y[take:]
+            if count == size:
+                yield _batch(held)
+                held, count = [], 0
+    if held:
+        yield _batch(held)
+
+
+def _batch(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch from its parts, in the dtypes a DataLoader collates samples to (int64 class ids, float32
+    values). A single part stays a view of its piece: its tensor's storage is the view's rows only."""
+    x = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+    y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+    return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32 if y.dtype.kind == "f" else np.int64,
+                                                          copy=False))
 
 
 def _samples(x: np.ndarray, y: np.ndarray):

@@ -116,11 +116,14 @@ class Batches:
 
         if self.loader is None:
             iterable = isinstance(self.dataset, IterableDataset)
+            # A streamed table serves whole batches (TableStream.batches): no per-sample collation.
+            whole = hasattr(self.dataset, "batches")
+            dataset = self.dataset.batches(self.batch_size) if whole else self.dataset
             self.loader = DataLoader(
-                self.dataset, batch_size=self.batch_size, shuffle=self.shuffle and not iterable,
+                dataset, batch_size=None if whole else self.batch_size, shuffle=self.shuffle and not iterable,
                 num_workers=self.workers, pin_memory=self.device.type == "cuda",
                 persistent_workers=self.workers > 0, generator=self.generator,
-                prefetch_factor=4 if self.workers > 0 else None,
+                prefetch_factor=getattr(dataset, "prefetch", 4) if self.workers > 0 else None,
             )
         for xb, yb in self.loader:
             xb = xb.to(self.device, non_blocking=True)

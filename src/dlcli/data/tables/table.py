@@ -239,6 +239,11 @@ class Table:
     def read_chunk(self, chunk: Chunk, names: list[str]) -> Block:
         return self.slice(names, *chunk.where)
 
+    def read_parts(self, chunk: Chunk, names: list[str], rows: int) -> Iterator[tuple[int, Block]]:
+        """A chunk re-read as (first row, block) parts of about `rows` rows, for a format whose chunks
+        are larger than that (a parquet row group); most formats' chunks are one part."""
+        yield chunk.start, self.read_chunk(chunk, names)
+
     def close(self) -> None:
         pass
 
