@@ -68,7 +68,7 @@ def test_auto_times_again_once_when_the_steps_get_twice_as_slow():
     tuner.on_epoch_start(None, 2)
     for b in range(40):
         tuner.on_train_batch_end(None, b)
-    tuner.on_epoch_end(None, {})  # epoch 2's steps were 5x the chosen 1 ms: time both again
+    # 32 steps at 5x the chosen 1 ms, inside the epoch: time both again
     assert tuner.rechecked and not tuner.decided
     run_steps(tuner, steps=40)
     assert tuner.decided and torch.get_num_threads() == 4

@@ -5,7 +5,7 @@ pod, a laptop running other work) those threads wait for each other behind the o
 small network's steps get 10-75x slower; one thread is then much faster. On an idle machine the two
 are level for small networks and more threads win for big ones. So `auto` decides on evidence: it
 times the first training steps at one thread and at every core, keeps the faster, and times again
-once if the steps later get 2x slower. `evaluate` and `predict` time one batch both ways.
+once if the steps later get 2x slower (judged every 32 steps). `evaluate` and `predict` time one batch both ways.
 
 A count the user set (`OMP_NUM_THREADS`, or `torch.set_num_threads` before calling dlcli) is kept
 as it is. Processes that share the machine's cores (tuning workers, data-parallel ranks) get
@@ -25,6 +25,7 @@ import torch
 WARMUP_STEPS = 2  # per candidate: the first steps after a change pay for it (thread pool start, caches)
 TIMED_STEPS = 8  # per candidate, after its warm-up
 SLOWER = 2.0  # steps this much slower than when chosen: time the candidates again (once)
+RECHECK_WINDOW = 32  # steps whose median is compared with the chosen count's
 
 _set_by_us: int | None = None  # the count dlcli last set: not a user's choice, when a notebook trains again
 
@@ -148,7 +149,7 @@ class ThreadTuner:
     _trial: list[int] = field(default_factory=list)
     _last: float | None = None
     _chosen_step: float = 0.0
-    _epoch_steps: list[float] = field(default_factory=list)
+    _recent: list[float] = field(default_factory=list)
 
     rank_zero_only = False  # every process chooses for itself
     per_batch = True
@@ -156,20 +157,26 @@ class ThreadTuner:
     def on_fit_start(self, training):
         self._start_trial()
 
+    def on_epoch_end(self, training, row):
+        pass
+
     def _start_trial(self) -> None:
+        self._recent = []
         self._times = {n: [] for n in self.candidates}
         self._trial = list(self.candidates)
         set_threads(self._trial[0])
 
     def on_epoch_start(self, training, epoch):
         self._last = self.timer()
-        self._epoch_steps = []
 
     def on_train_batch_end(self, training, b):
         now = self.timer()
         step, self._last = now - self._last, now
         if self.decided:
-            self._epoch_steps.append(step)
+            self._recent.append(step)
+            if len(self._recent) == RECHECK_WINDOW:  # every RECHECK_WINDOW steps, until it has timed again once
+                self._check_slower(self._recent)
+                self._recent = []
             return
         n = self._trial[0]
         self._times[n].append(step)
@@ -200,10 +207,8 @@ class ThreadTuner:
     def on_note(self, text):
         pass
 
-    def on_epoch_end(self, training, row):
-        if not self.decided or self.rechecked or len(self._epoch_steps) < TIMED_STEPS:
-            return
-        if statistics.median(self._epoch_steps) > SLOWER * self._chosen_step:
+    def _check_slower(self, steps: list[float]) -> None:
+        if not self.rechecked and statistics.median(steps) > SLOWER * self._chosen_step:
             self.rechecked, self.decided = True, False  # the machine got busier: time the candidates again
             self._start_trial()
 
