@@ -107,14 +107,17 @@ def read_run(path: Path) -> RunRecord:
 # dlcli runs
 
 
-def find_runs(root: str | Path = "runs") -> list[RunRecord]:
-    """Every run under `root` (a folder holding run.json, at any depth), newest first."""
+def find_runs(root: str | Path = "runs", max_depth: int | None = None) -> list[RunRecord]:
+    """Every run under `root` (a folder holding run.json, at any depth, or at most `max_depth` folders
+    down), newest first."""
     root = Path(root)
     if not root.exists():
         raise RunError(f"{root}: no such folder; give the folder runs are written to (default: runs)")
     if not root.is_dir():
         raise RunError(f"{root}: not a folder; give the folder runs are written to (default: runs)")
-    records = [read_run(p.parent) for p in root.rglob(runs.RUN_INFO) if p.is_file()]
+    infos = root.rglob(runs.RUN_INFO) if max_depth is None else (
+        p for depth in range(1, max_depth + 1) for p in root.glob("/".join(["*"] * depth + [runs.RUN_INFO])))
+    records = [read_run(p.parent) for p in infos if p.is_file()]
     # Newest first; runs started in the same second fall back to the folder name (stamp, stamp-2, ...).
     records.sort(key=lambda r: (r.started, r.path.name), reverse=True)
     _label(records)
@@ -128,8 +131,7 @@ def newest_run(folder: str | Path) -> tuple[Path, str | None]:
     folder = Path(folder)
     if not folder.is_dir() or any((folder / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
         return folder, None
-    found = [read_run(p.parent) for pattern in ("*", "*/*") for p in folder.glob(f"{pattern}/{runs.RUN_INFO}")]
-    found = sorted((r for r in found if not r.problem), key=lambda r: (r.started, r.path.name), reverse=True)
+    found = [r for r in find_runs(folder, max_depth=2) if not r.problem]
     if not found:
         return folder, None  # the run-directory check says what the folder is not
     if len(found) == 1:
