@@ -199,7 +199,7 @@ def _new_run(name: str, run_dir: str | Path | None, runs_root: str | Path) -> Pa
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"{run}: cannot be created ({(exc.strerror or str(exc)).lower()})") from None
+        raise RunError(f"{run}: cannot be created ({runs.os_reason(exc)})") from None
     return run
 
 

@@ -4,6 +4,7 @@ and the `Run` object that opens one (run.py; import it from there: it loads the 
 from .files import (
     check_writable,
     now,
+    os_reason,
     read_json,
     read_metrics,
     run_folder,
@@ -28,5 +29,5 @@ from .layout import (
 )
 
 __all__ = ["CHECKPOINTS", "CONFIG", "EVALUATION", "LABELS", "METRICS", "PLOTS", "RUN_INFO", "SCALER", "SUMMARY",
-           "check_run_dir", "check_writable", "environment", "new_run_dir", "now", "read_json", "read_metrics",
+           "check_run_dir", "check_writable", "environment", "new_run_dir", "now", "os_reason", "read_json", "read_metrics",
            "run_folder", "write_atomic", "write_json", "write_metrics", "write_yaml"]

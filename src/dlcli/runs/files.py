@@ -112,7 +112,12 @@ def _write_special(path: Path, data: bytes | str) -> None:
 
 
 def _not_written(path: Path, exc: OSError) -> RunError:
-    return RunError(f"{path}: cannot be written ({(exc.strerror or str(exc)).lower()})")
+    return RunError(f"{path}: cannot be written ({os_reason(exc)})")
+
+
+def os_reason(exc: OSError) -> str:
+    """What the system said, as a message quotes it: "no space left on device", "read-only file system"."""
+    return (exc.strerror or str(exc)).lower()
 
 
 _umask_lock = threading.Lock()

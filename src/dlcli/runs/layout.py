@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import RunError
+from .files import os_reason
 
 CONFIG = "config.yaml"
 RUN_INFO = "run.json"
@@ -48,7 +49,7 @@ def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
             except FileExistsError:
                 continue
     except OSError as exc:
-        raise RunError(f"{base}: a run folder cannot be created there ({(exc.strerror or str(exc)).lower()})") from None
+        raise RunError(f"{base}: a run folder cannot be created there ({os_reason(exc)})") from None
     raise RunError(f"cannot create a run folder under {base}")
 
 

@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 
 from ..errors import RunError
-from .files import now
+from .files import now, os_reason
 
 try:
     import fcntl
@@ -46,7 +46,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as exc:
-                raise RunError(f"{self.path}: cannot be written ({(exc.strerror or str(exc)).lower()}); "
+                raise RunError(f"{self.path}: cannot be written ({os_reason(exc)}); "
                                "the run directory must be writable to train in it") from None
             try:
                 _lock(fd, fcntl.LOCK_EX)
