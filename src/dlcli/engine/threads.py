@@ -74,8 +74,9 @@ class Threads:
     tuner: ThreadTuner | None = None  # auto: the callback that times training steps and decides
 
     def summary(self) -> dict:
+        """What run.json records: the tuner's choice once it has made one, else the count set at the start."""
         if self.tuner is not None and self.tuner.decided:
-            self.count, self.why = torch.get_num_threads(), self.tuner.why
+            return {"count": torch.get_num_threads(), "why": self.tuner.why}
         return {"count": self.count, "why": self.why}
 
     def line(self) -> str:
