@@ -52,8 +52,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                         monitor_mode(monitor, tc.early_stopping.mode if tc.early_stopping else "auto"))
     if resume_from is not None:
         for note in restore(training, resume_from, device, changes):
-            for cb in callbacks:
-                cb.on_note(note)
+            tell(callbacks, note)
     callbacks = _with_threads(setup, callbacks)
     forward = _Compiled(model, callbacks) if tc.compile else model
     grad_scaler, state = training.grad_scaler, training.state
@@ -122,16 +121,17 @@ def _with_threads(setup: Setup, callbacks: list[Callback]) -> list[Callback]:
     threads = setup.threads
     if threads is None:
         return list(callbacks)
-
-    def note(text: str) -> None:
-        for cb in callbacks:
-            cb.on_note(text)
-
     if threads.tuner is None:
-        note(threads.line())
+        tell(callbacks, threads.line())
         return list(callbacks)
-    threads.tuner.notify = note
+    threads.tuner.notify = lambda text: tell(callbacks, text)
     return [threads.tuner, *callbacks]
+
+
+def tell(callbacks: list[Callback], text: str) -> None:
+    """A line for the user (what a resume changed, a warning), to every callback's on_note."""
+    for cb in callbacks:
+        cb.on_note(text)
 
 
 def monitored(setup: Setup) -> str:
@@ -188,9 +188,8 @@ class _Compiled:
                 raise
             self.works = False
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            for cb in self.callbacks:
-                cb.on_note(f"warning: train.compile: torch.compile failed here ({type(exc).__name__}: {first}); "
-                           "training without it")
+            tell(self.callbacks, f"warning: train.compile: torch.compile failed here ({type(exc).__name__}: "
+                                 f"{first}); training without it")
             return self.model(x)
         self.works = True
         return out
