@@ -105,7 +105,7 @@ def _prepare_resume(folder: Path, overrides, device: str | None) -> tuple[Config
                        f"nothing to resume; start again{_original_command(folder)}")
     run = Run.open(folder, overrides)
     cfg, info = run.config, run.info
-    changed = changes(Run.open(folder).config, cfg, overrides, where=str(folder))
+    changed = changes(load_config(folder / runs.CONFIG), cfg, overrides, where=str(folder))  # as it was trained
     done = info.get("epochs_completed", 0)
     if done > cfg.train.epochs or (info.get("status") == "completed" and done == cfg.train.epochs):
         raise RunError(f"{folder}: already completed {done} epochs; to train longer, pass train.epochs=N with N "
