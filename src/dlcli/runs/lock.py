@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from .files import now, os_reason
+from .layout import CHECKPOINTS, PLOTS
 
 try:
     import fcntl
@@ -76,7 +77,7 @@ class RunLock:
 def remove_leftovers(folder: Path) -> list[Path]:
     """The temporary files of writes a killed process left (write_atomic's `.<name>.*.tmp`), removed: only
     the lock's holder may, since a live writer's temporary file must not vanish under it."""
-    found = [p for where in (folder, folder / "checkpoints", folder / "plots") if where.is_dir()
+    found = [p for where in (folder, folder / CHECKPOINTS, folder / PLOTS) if where.is_dir()
              for p in where.glob(".*.tmp") if p.is_file() and not p.is_symlink()]
     for path in found:
         path.unlink(missing_ok=True)
