@@ -160,7 +160,7 @@ def run_hand_loop(workload, x, y, *, epochs, batch_size, device, precision="fp32
 
 
 def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", compile=False, channels_last="auto",
-              folder: Path):
+              folder: Path, threads="auto"):
     from dlcli import train
     from dlcli.config import load_config
     from dlcli.runs import read_metrics
@@ -177,7 +177,7 @@ def run_dlcli(workload, x, y, *, epochs, batch_size, device, precision="fp32", c
         "loss": "binary_crossentropy" if workload == "ffnn" else "categorical_crossentropy",
         "optimizer": {"name": name, "lr": lr},
         "train": {"epochs": epochs, "batch_size": batch_size, "device": str(device), "precision": precision,
-                  "compile": compile, "channels_last": channels_last},
+                  "compile": compile, "channels_last": channels_last, "threads": threads},
         "metrics": ["accuracy"],
     })
     run = train(cfg, run_dir=folder / f"run-{workload}-{batch_size}-{precision}-{compile}-{time.time_ns()}",

@@ -12,6 +12,9 @@ Conditions, each set up and torn down by the script (every helper process also e
 
 The workloads are bench.py's (the lecture's FFNN and CNN on random data of their shapes), on
 --rows-* rows so that a loaded epoch stays short: the ratio does not depend on the epoch's length.
+"hand loop, 1 thread" is the floor under load: one thread gets a core's fair share of a loaded
+machine, so its loaded/idle ratio is what no choice of threads can beat (a CNN that idles faster on
+all cores cannot stay within 2x of that idle time while every core is taken).
 The first epoch is a warm-up (it holds dlcli's thread timing); the figure is the median of the rest.
 """
 
@@ -69,15 +72,20 @@ def condition(name: str, seconds: float):
 
 def epoch_seconds(tool: str, workload: str, batch_size: int, x, y, epochs: int, folder: Path) -> float:
     device = torch.device("cpu")
-    torch.set_num_threads(DEFAULT_THREADS)  # the hand loop runs at torch's default; dlcli's auto starts from it
-    if tool == "hand loop":
+    # the hand loop runs at torch's default; dlcli's auto starts from it. "hand loop, 1 thread" is the floor:
+    # one core's share of a loaded machine, which no choice of threads can beat
+    torch.set_num_threads(1 if tool == ONE_THREAD else DEFAULT_THREADS)
+    if tool in ("hand loop", ONE_THREAD):
         times = bench.run_hand_loop(workload, x, y, epochs=epochs, batch_size=batch_size, device=device)
     else:
-        times = bench.run_dlcli(workload, x, y, epochs=epochs, batch_size=batch_size, device=device, folder=folder)
+        times = bench.run_dlcli(workload, x, y, epochs=epochs, batch_size=batch_size, device=device, folder=folder,
+                                threads=1 if tool == DLCLI_ONE else "auto")
     return statistics.median(times[1:])
 
 
 DEFAULT_THREADS = torch.get_num_threads()
+ONE_THREAD = "hand loop, 1 thread"
+DLCLI_ONE = "dlcli, 1 thread"  # --one-thread-dlcli: dlcli's own floor, train.threads: 1
 
 
 def main(argv=None) -> int:
@@ -87,11 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="per measurement, the first one a warm-up")
     parser.add_argument("--rows-ffnn", type=int, default=20_000, help="at batch 1024: up to 5x as many, for enough steps")
     parser.add_argument("--rows-cnn", type=int, default=6_000)
+    parser.add_argument("--one-thread-dlcli", action="store_true", help=f"also time {DLCLI_ONE!r}")
     parser.add_argument("--max-seconds", type=float, default=900, help="helper processes end themselves after this")
     args = parser.parse_args(argv)
     workloads = args.workloads.split(",")
     conditions = args.conditions.split(",")
-    tools = ["hand loop", "dlcli"]
+    tools = ["hand loop", ONE_THREAD, "dlcli"] + [DLCLI_ONE] * args.one_thread_dlcli
     print(f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__} (default {DEFAULT_THREADS} threads), Python {platform.python_version()}")
     data = {}
@@ -109,7 +118,7 @@ def main(argv=None) -> int:
                     for tool in tools:
                         arrays = data.get((name, batch), data[name])
                         seconds[w, tool, cond] = s = epoch_seconds(tool, name, batch, *arrays, args.epochs, Path(tmp))
-                        print(f"  {cond:8} {w:9} {tool:9} {s:8.3f} s/epoch", flush=True)
+                        print(f"  {cond:8} {w:9} {tool:18} {s:8.3f} s/epoch", flush=True)
     print()
     header = f"| workload | tool | idle s/epoch | {' | '.join(c + ' / idle' for c in conditions if c != 'idle')} |"
     print(header)

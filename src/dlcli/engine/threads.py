@@ -5,7 +5,13 @@ pod, a laptop running other work) those threads wait for each other behind the o
 small network's steps get 10-75x slower; one thread is then much faster. On an idle machine the two
 are level for small networks and more threads win for big ones. So `auto` decides on evidence: it
 times the first training steps at one thread and at every core, keeps the faster, and times again
-once if the steps later get 2x slower (judged every 32 steps). `evaluate` and `predict` time one batch both ways.
+if the steps later get 2x slower (judged every 32 steps and 0.1 s), at most 3 times. `evaluate` and
+`predict` time one batch both ways.
+
+Timings are means, never medians or minimums: on a loaded machine most steps at every core run at
+full speed and one in ten waits a whole scheduler time slice (4 ms) for a descheduled thread, so the
+median of 2 threads looked level with 1 while the epoch took 7x as long (benchmarks/RESULTS.md,
+2026-12-02). For the same reason each count is timed for 0.1 s at least, not for a few 0.4 ms steps.
 
 A count the user set (`OMP_NUM_THREADS`, or `torch.set_num_threads` before calling dlcli) is kept
 as it is. Processes that share the machine's cores (tuning workers, data-parallel ranks) get
@@ -23,9 +29,12 @@ from dataclasses import dataclass, field
 import torch
 
 WARMUP_STEPS = 2  # per candidate: the first steps after a change pay for it (thread pool start, caches)
-TIMED_STEPS = 8  # per candidate, after its warm-up
-SLOWER = 2.0  # steps this much slower than when chosen: time the candidates again (once)
-RECHECK_WINDOW = 32  # steps whose median is compared with the chosen count's
+TIMED_STEPS = 8  # per candidate, after its warm-up, at least
+TIMED_SECONDS = 0.1  # per candidate, at least: long enough to see the scheduler's time slices
+MAX_TIMED_STEPS = 400  # per candidate, at most (0.1 s of steps shorter than 0.25 ms)
+SLOWER = 2.0  # steps this much slower than when chosen: time the candidates again
+RECHECK_WINDOW = 32  # steps (and TIMED_SECONDS), whose mean is compared with the chosen count's
+MAX_RECHECKS = 3
 
 _set_by_us: int | None = None  # the count dlcli last set: not a user's choice, when a notebook trains again
 
@@ -106,8 +115,8 @@ def choose_threads(option: int | str, device: torch.device, *, processes: int = 
 
 def fastest(run: Callable[[], object], candidates: list[int], *, repeats: int = 3,
             timer: Callable[[], float] = time.perf_counter) -> tuple[int, dict[int, float]]:
-    """The thread count among `candidates` that runs `run` fastest (best of `repeats`, after a warm-up), and
-    each one's seconds: how evaluate and predict choose, on one batch."""
+    """The thread count among `candidates` that runs `run` fastest (the mean of `repeats`, after a warm-up),
+    and each one's seconds: how evaluate and predict choose, on one batch."""
     seconds = {}
     for n in candidates:
         set_threads(n)
@@ -117,7 +126,7 @@ def fastest(run: Callable[[], object], candidates: list[int], *, repeats: int = 
             start = timer()
             run()
             times.append(timer() - start)
-        seconds[n] = min(times)
+        seconds[n] = statistics.fmean(times)
     best = min(candidates, key=seconds.__getitem__)
     set_threads(best)
     return best, seconds
@@ -134,8 +143,9 @@ def choose_inference_threads(option: int | str, device: torch.device, run: Calla
 
 @dataclass
 class ThreadTuner:
-    """Times training steps at each candidate thread count, keeps the fastest, and times again once when the
-    steps get SLOWER times slower than the chosen count ran (another job started beside this one).
+    """Times training steps at each candidate thread count, keeps the fastest by mean step time, and times
+    again (at most MAX_RECHECKS times) when the steps get SLOWER times slower than the chosen count ran:
+    another job started beside this one.
 
     A callback (engine/callbacks.py) by its hooks, not by subclassing: setup.py, which callbacks.py
     sits above, creates it."""
@@ -144,7 +154,7 @@ class ThreadTuner:
     timer: Callable[[], float] = time.perf_counter
     decided: bool = False
     why: str = ""
-    rechecked: bool = False
+    rechecks: int = 0
     notify: Callable[[str], None] = print  # where the decision is said: fit passes it to the callbacks' on_note
     _times: dict[int, list[float]] = field(default_factory=dict)
     _trial: list[int] = field(default_factory=list)
@@ -175,32 +185,38 @@ class ThreadTuner:
         step, self._last = now - self._last, now
         if self.decided:
             self._recent.append(step)
-            if len(self._recent) == RECHECK_WINDOW:  # every RECHECK_WINDOW steps, until it has timed again once
+            if len(self._recent) >= RECHECK_WINDOW and sum(self._recent) >= TIMED_SECONDS:
                 self._check_slower(self._recent)
                 self._recent = []
             return
         n = self._trial[0]
         self._times[n].append(step)
-        if len(self._times[n]) < WARMUP_STEPS + TIMED_STEPS and not self._clearly_slower(n):
+        if not self._timed_enough(n) and not self._clearly_slower(n):
             return
         self._trial.pop(0)
         if self._trial:
             set_threads(self._trial[0])
             return
-        medians = {k: statistics.median(v[WARMUP_STEPS:]) for k, v in self._times.items()}
-        best = min(self.candidates, key=medians.__getitem__)
+        means = {k: statistics.fmean(v[WARMUP_STEPS:]) for k, v in self._times.items()}
+        best = min(self.candidates, key=means.__getitem__)
         set_threads(best)
-        self.decided, self._chosen_step = True, medians[best]
-        self.why = _compare(best, medians, "step")
+        self.decided, self._chosen_step = True, means[best]
+        self.why = _compare(best, means, "step")
         self.notify(f"threads: {best} ({self.why})")
 
-    def _clearly_slower(self, n: int) -> bool:
-        """After 3 timed steps, a count running 2x slower than one timed before it needs no more of them:
-        on a busy machine each of its steps may cost 40 of the other's."""
+    def _timed_enough(self, n: int) -> bool:
         timed = self._times[n][WARMUP_STEPS:]
-        done = [statistics.median(v[WARMUP_STEPS:]) for k, v in self._times.items() if k != n
+        return len(timed) >= MAX_TIMED_STEPS or (len(timed) >= TIMED_STEPS and sum(timed) >= TIMED_SECONDS)
+
+    def _clearly_slower(self, n: int) -> bool:
+        """After 3 timed steps and a quarter of TIMED_SECONDS, a count running 2x slower than one timed before it
+        needs no more of them: on a busy machine each of its steps may cost 40 of the other's. (Not after 3
+        steps alone: one 4 ms hiccup among three 0.4 ms steps is no evidence.)"""
+        timed = self._times[n][WARMUP_STEPS:]
+        done = [statistics.fmean(v[WARMUP_STEPS:]) for k, v in self._times.items() if k != n
                 and len(v) > WARMUP_STEPS]
-        return len(timed) >= 3 and bool(done) and statistics.median(timed) > 2 * min(done)
+        return (len(timed) >= 3 and sum(timed) >= TIMED_SECONDS / 4 and bool(done)
+                and statistics.fmean(timed) > 2 * min(done))
 
     def on_fit_end(self, training):
         pass
@@ -209,8 +225,8 @@ class ThreadTuner:
         pass
 
     def _check_slower(self, steps: list[float]) -> None:
-        if not self.rechecked and statistics.median(steps) > SLOWER * self._chosen_step:
-            self.rechecked, self.decided = True, False  # the machine got busier: time the candidates again
+        if self.rechecks < MAX_RECHECKS and statistics.fmean(steps) > SLOWER * self._chosen_step:
+            self.rechecks, self.decided = self.rechecks + 1, False  # the machine got busier: time them again
             self._start_trial()
 
 
