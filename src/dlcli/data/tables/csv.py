@@ -43,7 +43,7 @@ class CsvTable(Table):
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
 
-    def read_float32(self, features, target):
+    def read_float32(self, features, target, extra=()):
         """Parse in chunks of rows into one preallocated float32 array: memory stays near the array's size
         (a whole-file parse holds the parser's buffers and a frame besides)."""
         if target in features:
@@ -54,16 +54,16 @@ class CsvTable(Table):
         x = np.empty((lines + 1, len(features)), dtype=np.float32)  # at most one row per line
         targets, filled = [], 0
         try:
-            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target], chunksize=1 << 13,
-                                     dtype={name: np.float32 for name in features}):
+            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target, *extra],
+                                     chunksize=1 << 13, dtype={name: np.float32 for name in features}):
                 x[filled:filled + len(frame)] = frame[features].to_numpy(np.float32)
-                targets.append(frame[target])
+                targets.append(frame[[target, *extra]])
                 filled += len(frame)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
             return None  # text in a feature column, or a malformed file: `read` says where
         if filled == 0:
             return None
-        frame = pd.concat(targets, ignore_index=True).to_frame(target)
+        frame = pd.concat(targets, ignore_index=True)
         return x[:filled], frame
 
     def estimated_rows(self) -> int:
