@@ -34,12 +34,13 @@ from .tables.columns import (
 
 def load_rows(file: str | Path, data: DataConfig, *, task: str, scaler: Scaler | None, classes: list | None,
               feature_names: list[str] | None = None,
-              fill: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              fill: dict[str, float] | None = None, with_weights: bool = False):
     """Every row of one extra file, with the stored scaler and labels: for `dlcli evaluate --data FILE`.
 
     Pass the run's `feature_names` to pick table columns by name, so an evaluation file whose
     columns are in another order, or which has extra columns, still lines up with the model; and
-    its `fill` (missing: mean) so missing values get the training means.
+    its `fill` (missing: mean) so missing values get the training means. `with_weights`: ((x, y), the
+    file's event weights (data.weight) or None).
     """
     check_task(task)
     origin = _extra_file(file, data)
@@ -50,7 +51,8 @@ def load_rows(file: str | Path, data: DataConfig, *, task: str, scaler: Scaler |
         apply_fill(flat_rows(rows.x), rows.names or [], _stored_fill(fill, origin), origin)
     if task != "regression" and classes is None:
         classes = class_list(rows.y)
-    return finish(rows, task, scaler, classes, split="evaluation")
+    split = finish(rows, task, scaler, classes, split="evaluation")
+    return (split, rows.w) if with_weights else split
 
 
 @dataclass

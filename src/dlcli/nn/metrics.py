@@ -18,7 +18,6 @@ weights. The binary figures of merit take their working point in the name: `reje
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from dataclasses import dataclass, replace
 from functools import partial
