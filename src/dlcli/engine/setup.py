@@ -19,8 +19,8 @@ from ..config.checks import channels_last
 from ..config.schema import SOURCES
 from ..data import Dataset, Fitted, in_memory, load_dataset
 from ..data.labels import class_names
-from ..data.tables.weights import class_factors
 from ..data.resources import available_memory
+from ..data.tables.weights import class_factors
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint

@@ -22,7 +22,6 @@ import pandas as pd
 
 from ...errors import SpecError
 from ...messages import did_you_mean
-from .weights import apply_negative, check_weight_column, negative_note, weight_values
 from .columns import (
     Block,
     Origin,
@@ -34,6 +33,7 @@ from .columns import (
     plural,
     target_values,
 )
+from .weights import apply_negative, check_weight_column, negative_note, weight_values
 
 
 @dataclass
