@@ -82,7 +82,7 @@ def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None =
     """
     losses = losses or [None] * len(histories)
     names: list = []
-    for (_, rows), loss in zip(histories, losses):
+    for _, rows in histories:
         names += [q for q in quantities(rows) if q not in names]
     loss_names = list(dict.fromkeys(losses))
     panels: list[tuple[str, str | None]] = []  # (quantity, the loss it shows, when the runs' losses differ)

@@ -79,18 +79,21 @@ def load_inputs(file: str | Path, data: DataConfig, *, feature_names: list[str] 
         wanted = source_columns(feature_names) if feature_names else None  # the run's, else the config's
         columns = choose(table, origin, wanted, need_target=False)
         others = table.flat([n for n in table.names if n not in columns])
-        block = table.read([*columns, *others])
+        block = table.read(columns)
         if block_length(block, columns, origin) == 0:
             raise SpecError(f"{origin.file} has no data rows{table.empty_hint}: nothing to predict", origin.key)
+        passed = table.read_exact(others) if others else None  # as the file holds them: IDs never via float32
     x, names = feature_values(block, columns, origin)
     _check_width(math.prod(x.shape[1:]), origin, scaler, feature_names)
     check_missing(x, names or columns, origin)
-    if isinstance(block, pd.DataFrame):
-        passthrough = block[others].reset_index(drop=True) if others else None
+    if passed is None:
+        passthrough = None
+    elif isinstance(passed, pd.DataFrame):
+        passthrough = passed[others].reset_index(drop=True)
     else:
-        passthrough = pd.DataFrame({n: np.asarray(block[n]) for n in others}) if others else None
-    y_raw = np.asarray(block[origin.target]) if origin.target in others else None
-    del block
+        passthrough = pd.DataFrame({n: np.asarray(passed[n]) for n in others})
+    y_raw = np.asarray(passthrough[origin.target]) if origin.target in others else None
+    del block, passed
     rows, notes = np.arange(len(x)), []
     if data.missing == "drop":
         lost = np.isnan(flat_rows(x)).any(axis=1)

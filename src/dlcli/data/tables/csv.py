@@ -36,12 +36,17 @@ class CsvTable(Table):
             # Only the columns used are parsed, so unused wide columns never take memory, and features
             # are parsed straight to float32: a float64 copy of a large table would double its size.
             # A column holding text fails that; the untyped read then lets the checks name its row.
-            features = {name: np.float32 for name in names if name != self.origin.target}
+            features = {name: np.float32 for name in names if name not in (self.origin.target, self.origin.data.weight)}
             try:
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=features)
             except ValueError:
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
+
+    def read_exact(self, names):
+        with reading_errors(self.origin, self.what, *self._errors):
+            frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=str, keep_default_na=False)
+        return frame.set_axis([str(c) for c in frame.columns], axis=1)[list(names)]
 
     def read_float32(self, features, target, extra=()):
         """Parse in chunks of rows into one preallocated float32 array: memory stays near the array's size

@@ -235,6 +235,11 @@ class Table:
     def read(self, names: list[str]) -> Block:
         return self.slice(names, 0, self.estimated_rows())
 
+    def read_exact(self, names: list[str]) -> Block:
+        """Columns as the file holds them, to pass through next to predictions: text formats give the text
+        of each field (an int64 event ID never goes through a float), others their own types."""
+        return self.read(names)
+
     def read_float32(self, features: list[str], target: str,
                      extra: list[str] = ()) -> tuple[np.ndarray, pd.DataFrame] | None:
         """(features as float32 (n, d), a frame holding the target and the `extra` columns (the event

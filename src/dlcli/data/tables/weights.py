@@ -39,7 +39,10 @@ def weight_values(block: Block, origin: Origin, first_row: int = 0) -> np.ndarra
         return None
     column = block[name]
     if isinstance(column, pd.Series):
-        w = numeric(column, origin, weight_key(origin), "event weights must be numbers", first_row).astype(np.float64)
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            numeric(column, origin, weight_key(origin), "event weights must be numbers", first_row)  # names bad text
+            column = pd.to_numeric(column, errors="coerce")
+        w = column.to_numpy(dtype=np.float64, na_value=np.nan)  # float64: a weight is never rounded to float32
     else:
         w = np.asarray(column)
         if w.dtype.kind not in "biuf" or w.ndim != 1:
