@@ -88,19 +88,25 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     }
     not_saved = {}
     if write and plots:
-        from .physics_plots import ks_summary
+        from . import physics_plots
         from .plots import safe_stem, write_evaluation_plots  # matplotlib only when plots are drawn
 
         target = cfg.data.target if isinstance(cfg.data.target, str) else None
-        train_outputs = None
-        if data is None and split != "train" and task in CLASSIFICATION and "train" in setup.data.splits:
-            train_outputs = overtraining_sample(model, loss_fn, setup.data, cfg, dev)  # the overtraining check
+        prefix = split if data is None else safe_stem(data)
+        title = cfg.name or run.path.parent.name
+        heading, shown = f"{title}, {prefix}", names or classes
+        if task in CLASSIFICATION:
+            extra = {"roc_rejection.png": physics_plots.hep_roc_plot(outputs, shown, heading)}
+            if data is None and split != "train" and "train" in setup.data.splits:
+                train_outputs = overtraining_sample(model, setup.data, cfg, dev)
+                if train_outputs is not None:
+                    extra["overtraining.png"] = physics_plots.overtraining_plot(train_outputs, outputs, shown, heading)
+                    result["overtraining"] = physics_plots.ks_summary(train_outputs, outputs, shown)
+        else:
+            extra = {"residuals.png": physics_plots.residual_plot(outputs, [target] if target else None, heading)}
         result["plots"], problem = write_evaluation_plots(
-            run.path, outputs, split if data is None else safe_stem(data), classes=names or classes,
-            target_names=[target] if target else None, title=cfg.name or run.path.parent.name,
-            train_outputs=train_outputs, loss_name=loss_label(cfg.loss), best_epoch=run.info.get("best_epoch"))
-        if train_outputs is not None:
-            result["overtraining"] = ks_summary(train_outputs, outputs, names or classes)
+            run.path, outputs, prefix, classes=shown, target_names=[target] if target else None, title=title,
+            loss_name=loss_label(cfg.loss), best_epoch=run.info.get("best_epoch"), extra=extra)
         if problem:
             not_saved[runs.PLOTS] = problem
     if write:
@@ -114,7 +120,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
 OVERTRAINING_ROWS = 200_000  # train events the overtraining check draws at most (a seeded sample beyond)
 
 
-def overtraining_sample(model, loss_fn, data, cfg, device):
+def overtraining_sample(model, data, cfg, device):
     """The model's outputs on the train split (a seeded sample of OVERTRAINING_ROWS beyond that), with its
     event weights: the train side of the overtraining check. None for a streamed train split."""
     import numpy as np

@@ -1,6 +1,6 @@
 """Prediction tables to files: csv, Parquet or a ROOT TTree, chosen by the output's suffix, written whole or
-not at all (runs.write_atomic). Columns passed through from a csv input are its text, written back as
-they were; typed formats get them as numbers where every value is one.
+not at all (runs.write_atomic). Columns passed through from a csv input are written back as the file
+held them (data/tables/csv.py `read_exact`).
 """
 
 from __future__ import annotations
@@ -23,18 +23,6 @@ def output_format(path: Path) -> str:
     return FORMATS.get(path.suffix.lower(), "csv")
 
 
-def typed(table: pd.DataFrame) -> pd.DataFrame:
-    """Text columns read from a csv as numbers where every value is one (IDs stay int64), for typed formats."""
-    table = table.copy()
-    for name in table.columns:
-        if table[name].dtype.kind not in "biufcmM":  # text (object or pandas' string dtype)
-            try:
-                table[name] = pd.to_numeric(table[name])
-            except (ValueError, TypeError):
-                pass
-    return table
-
-
 def write_table(table: pd.DataFrame, path: Path, notes: list[str]) -> None:
     """The table as csv, parquet or a ROOT TTree, whole or not at all (runs.write_atomic)."""
     kind = output_format(path)
@@ -42,7 +30,6 @@ def write_table(table: pd.DataFrame, path: Path, notes: list[str]) -> None:
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         runs.write_atomic(path, table.to_csv(index=False, sep=sep, lineterminator="\n"))
         return
-    table = typed(table)
     if kind == "parquet":
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)

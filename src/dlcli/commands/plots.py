@@ -344,11 +344,12 @@ def write_comparison(records: list, output: str | Path) -> bool:
 
 def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes: list | None = None,
                            target_names: list[str] | None = None, title: str = "",
-                           train_outputs: Outputs | None = None, loss_name: str | None = None,
-                           best_epoch: int | None = None) -> tuple[list[str], str | None]:
+                           loss_name: str | None = None, best_epoch: int | None = None,
+                           extra: dict[str, bytes | None] | None = None) -> tuple[list[str], str | None]:
     """Write the run's learning curves and the plots of one evaluation into RUN_DIR/plots/.
 
-    `prefix` names the evaluated data (a split, or safe_stem of a file). Returns the written paths,
+    `prefix` names the evaluated data (a split, or safe_stem of a file); `extra` holds more figures by name
+    (physics_plots.py's), written as `<prefix>_<name>`. Returns the written paths,
     relative to the run directory, in the order written, and why the rest were not (a full disk, a
     read-only run, plots/ linked out of the run), or None: a plot that cannot be written stops the
     plots, not the evaluation, whose metrics are still saved.
@@ -360,22 +361,16 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         return [], f"{exc}; no plots saved"
     figures: dict[str, bytes | None] = {}
     rows = runs.read_metrics(run / runs.METRICS) if (run / runs.METRICS).exists() else []
-    from . import physics_plots
-
     figures["learning_curves.png"] = learning_curves([("", rows)], f"learning curves: {title}" if title else None,
                                                      best_epoch=best_epoch, losses=[loss_name])
     heading = f"{title}, {prefix}" if title else prefix
     if outputs.task in CLASSIFICATION:
         figures[f"{prefix}_roc.png"] = roc_plot(outputs, classes, heading)
-        figures[f"{prefix}_roc_rejection.png"] = physics_plots.hep_roc_plot(outputs, classes, heading)
         figures[f"{prefix}_confusion_matrix.png"] = confusion_plot(outputs, classes, heading)
         figures[f"{prefix}_scores.png"] = scores_plot(outputs, classes, heading)
-        if train_outputs is not None:
-            figures[f"{prefix}_overtraining.png"] = physics_plots.overtraining_plot(train_outputs, outputs, classes,
-                                                                                   heading)
     else:
         figures[f"{prefix}_pred_vs_true.png"] = pred_vs_true_plot(outputs, target_names, heading)
-        figures[f"{prefix}_residuals.png"] = physics_plots.residual_plot(outputs, target_names, heading)
+    figures.update({f"{prefix}_{name}": png for name, png in (extra or {}).items()})  # physics_plots.py's
     drawn = {name: data for name, data in figures.items() if data is not None}
     written: list[str] = []
     for name, data in drawn.items():

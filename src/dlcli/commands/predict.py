@@ -28,7 +28,7 @@ from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..errors import DataError, SpecError
 from ..runs.run import Run
-from .outputs import typed, write_table
+from .outputs import write_table
 
 PREDICTED = "predicted"
 IMAGE_NAME = "file"  # the column naming each image
@@ -74,7 +74,7 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
     table = pd.concat([passthrough.reset_index(drop=True), outputs], axis=1)
     if output is not None:
         write_table(table, Path(output), notes)  # csv (a csv input's columns as their text), parquet or root
-    return Predictions(typed(table), list(outputs.columns), task, chosen, epoch, notes)
+    return Predictions(table, list(outputs.columns), task, chosen, epoch, notes)
 
 
 def output_frame(probs: np.ndarray, task: str, classes: list | None, target: str | None) -> pd.DataFrame:

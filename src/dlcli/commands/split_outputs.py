@@ -24,7 +24,7 @@ from ..engine.inference import evaluate_split
 from ..engine.setup import prepare
 from ..errors import RunError
 from ..runs.run import Run
-from .outputs import typed, write_table
+from .outputs import write_table
 from .predict import PREDICTED, Predictions, output_frame
 
 SPLITS = ("train", "val", "test")
@@ -75,7 +75,7 @@ def predict_split(run_dir: str | Path, split: str, *, output: str | Path | None 
     table = pd.concat([passthrough.reset_index(drop=True), outputs], axis=1)
     if output is not None:
         write_table(table, Path(output), notes)
-    return Predictions(typed(table), list(outputs.columns), task, chosen, epoch, notes)
+    return Predictions(table, list(outputs.columns), task, chosen, epoch, notes)
 
 
 def _passthrough(file: str, index: np.ndarray, data, feature_names: list[str] | None) -> pd.DataFrame:

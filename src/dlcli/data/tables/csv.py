@@ -44,9 +44,20 @@ class CsvTable(Table):
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
 
     def read_exact(self, names):
+        """Each column as numbers only where that is lossless (the text of every field is the number's own,
+        so writing it back gives the same bytes: 123456789012345 becomes an int64, 007 or 1e5 stay text)."""
         with reading_errors(self.origin, self.what, *self._errors):
             frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=str, keep_default_na=False)
-        return frame.set_axis([str(c) for c in frame.columns], axis=1)[list(names)]
+        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)[list(names)]
+        for name in frame.columns:
+            text = frame[name]
+            try:
+                number = pd.to_numeric(text)
+            except (ValueError, TypeError):
+                continue
+            if number.dtype.kind in "iuf" and (number.astype(str) == text).all():
+                frame[name] = number
+        return frame
 
     def read_float32(self, features, target, extra=()):
         """Parse in chunks of rows into one preallocated float32 array: memory stays near the array's size
