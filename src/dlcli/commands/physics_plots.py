@@ -117,7 +117,8 @@ def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None
         p = ks[names[c]]["p_value"]
         ax.errorbar(centres, test_density, yerr=errors, fmt="o", markersize=3, color=colour, elinewidth=1,
                     label=f"{names[c]} (test), KS p = {p:.3g}")
-        ax.set(xlim=(0, 1), xlabel=f"classifier output p({names[score_of]})", ylabel="normalised to unit area")
+        ax.set(xlim=(0, 1), xlabel=f"classifier output p({names[score_of]})", ylabel="normalised to unit area (log)")
+        ax.set_yscale("log")  # the tails, where a cut is made, are where overtraining shows
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper center")
     heading = "overtraining check: train vs test" + (" (weighted)" if test.weight is not None else "")
