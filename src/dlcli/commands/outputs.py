@@ -39,6 +39,13 @@ def write_table(table: pd.DataFrame, path: Path, notes: list[str]) -> None:
         import uproot
     except ImportError:
         raise SpecError('writing ROOT files needs uproot: pip install "dlcli[hep]" (or uv sync --extra hep)') from None
+    table = table.copy()
+    for name in table.columns:  # class labels held as Python objects (predicted, true) that are numbers
+        if table[name].dtype == object:
+            try:
+                table[name] = pd.to_numeric(table[name])
+            except (ValueError, TypeError):
+                pass
     numeric = [c for c in table.columns if table[c].dtype.kind in "biuf"]
     left = [c for c in table.columns if c not in numeric]
     if left:
