@@ -100,8 +100,9 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
             if data is None and split != "train" and "train" in setup.data.splits:
                 train_outputs = overtraining_sample(model, setup.data, cfg, dev)
                 if train_outputs is not None:
-                    extra["overtraining.png"] = physics_plots.overtraining_plot(train_outputs, outputs, shown, heading)
-                    result["overtraining"] = physics_plots.ks_summary(train_outputs, outputs, shown)
+                    result["overtraining"] = ks = physics_plots.ks_summary(train_outputs, outputs, shown)
+                    extra["overtraining.png"] = physics_plots.overtraining_plot(train_outputs, outputs, shown, heading,
+                                                                               ks)
         else:
             extra = {"residuals.png": physics_plots.residual_plot(outputs, [target] if target else None, heading)}
         result["plots"], problem = write_evaluation_plots(
@@ -117,7 +118,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     return {**result, "not_saved": not_saved} if not_saved else result
 
 
-OVERTRAINING_ROWS = 200_000  # train events the overtraining check draws at most (a seeded sample beyond)
+OVERTRAINING_ROWS = 100_000  # train events the overtraining check draws at most (a seeded sample beyond)
 
 
 def overtraining_sample(model, data, cfg, device):

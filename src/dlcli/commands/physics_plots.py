@@ -12,11 +12,11 @@ from matplotlib.figure import Figure
 
 from ..nn import physics
 from ..nn.metrics import Outputs
-from .plots import DPI, MAX_PANELS, SCORE_PANEL, SCORES_SIZE, panel_grid, to_png
+from .plots import DPI, MAX_PANELS, SCORE_PANEL, SCORES_SIZE, log_y, panel_grid, to_png
 
 HEP_ROC_SIZE = (6.0, 5.0)
 WORKING_POINTS = (0.3, 0.5, 0.7, 0.9)  # signal efficiencies marked on the HEP ROC
-ROC_POINTS_DRAWN = 4000  # a curve of a million points is drawn from this many of them
+ROC_POINTS_DRAWN = 1500  # a curve of a million points is drawn from this many of them
 BINS = 40
 
 
@@ -31,7 +31,7 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
         return None
     names = names_of(outputs, classes)
     fpr, tpr, _, _, _ = physics.roc_points(outputs.y_true, outputs.y_prob[:, 1], outputs.weight)
-    auc = physics.weighted_auc(outputs.y_true, outputs.y_prob[:, 1], outputs.weight)
+    auc = physics.trapezoid_auc(fpr, tpr)
     keep = fpr > 0  # no rejection to draw where no background passes (or negative weights cancel)
     eff, rej = tpr[keep], 1 / fpr[keep]
     if len(eff) > ROC_POINTS_DRAWN:
@@ -42,16 +42,17 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
     ax.plot(eff, rej, color="C0", label=f"{names[1]} vs {names[0]} (AUC {auc:.3f})")
     grid = np.linspace(0.01, 1, 100)
     ax.plot(grid, 1 / grid, linestyle=":", color="0.5", label="random guess (1/ε)")
-    for point in WORKING_POINTS:
-        r = physics.rejection_at(outputs.y_true, outputs.y_prob[:, 1], outputs.weight, eff=point)
+    for point in WORKING_POINTS:  # as physics.rejection_at, on the points already computed
+        eps_b = physics.crossing(tpr, fpr, point)
+        r = np.inf if eps_b <= 0 else 1 / eps_b
         if np.isfinite(r) and r > 0:
             ax.plot([point], [r], "o", color="C3", markersize=5)
             ax.annotate(f"{r:.3g}", (point, r), textcoords="offset points", xytext=(4, 6), fontsize="small")
     ax.plot([], [], "o", color="C3", markersize=5, label="working points: 1/ε_B at ε_S")
-    ax.set_yscale("log")
+    log_y(ax)
     ax.set(xlim=(0, 1), xlabel=f"signal efficiency ε_S ({names[1]})",
            ylabel=f"background rejection 1/ε_B ({names[0]})")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")
     heading = "ROC, HEP convention" + (" (weighted)" if outputs.weight is not None else "")
     ax.set_title(f"{heading}\n{title}" if title else heading, fontsize="medium")
@@ -92,13 +93,15 @@ def _density(values: np.ndarray, weights: np.ndarray | None, bins: np.ndarray) -
     return counts * scale, np.sqrt(squares) * scale
 
 
-def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None, title: str = "") -> bytes | None:
+def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None, title: str = "",
+                      ks: dict | None = None) -> bytes | None:
     """Train (filled histograms) against test (points with error bars) score distributions per class,
-    KS p-values in the legend; binary: both classes in one panel of p(signal)."""
+    KS p-values (`ks`: ks_summary's, computed when not given) in the legend; binary: both classes in one
+    panel of p(signal)."""
     if len(test.y_true) == 0 or len(train.y_true) == 0:
         return None
     names = names_of(test, classes)
-    ks = ks_summary(train, test, classes)
+    ks = ks if ks is not None else ks_summary(train, test, classes)
     bins = np.linspace(0, 1, BINS + 1)
     centres = (bins[1:] + bins[:-1]) / 2
     panels = _panels(test)
@@ -118,7 +121,7 @@ def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None
         ax.errorbar(centres, test_density, yerr=errors, fmt="o", markersize=3, color=colour, elinewidth=1,
                     label=f"{names[c]} (test), KS p = {p:.3g}")
         ax.set(xlim=(0, 1), xlabel=f"classifier output p({names[score_of]})", ylabel="normalised to unit area (log)")
-        ax.set_yscale("log")  # the tails, where a cut is made, are where overtraining shows
+        log_y(ax)  # the tails, where a cut is made, are where overtraining shows
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper center")
     heading = "overtraining check: train vs test" + (" (weighted)" if test.weight is not None else "")

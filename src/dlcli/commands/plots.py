@@ -62,6 +62,15 @@ def _grid(n: int, panel: tuple[float, float]):
     return fig, axes
 
 
+def log_y(ax) -> None:
+    """A log y axis with ticks at the decades only: matplotlib's minor ticks on a log axis (eight a decade,
+    each a text object) cost more to draw than the rest of a plot."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_yscale("log")
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def panel_grid(n: int, panel: tuple[float, float]):
     """(figure, n axes) laid out COLUMNS to a row, each panel `panel` inches."""
     return _grid(n, panel)
@@ -106,7 +115,7 @@ def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None =
             named = only or (losses[0] if len(loss_names) == 1 else None)
             ax.set_ylabel(f"loss ({named})" if named else "loss")
             if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 10:
-                ax.set_yscale("log")
+                log_y(ax)
         else:
             ax.set_ylabel(quantity)
         if best_epoch is not None:
@@ -255,7 +264,7 @@ def scores_plot(outputs: Outputs, classes: list | None = None, title: str = "") 
         axes = [ax]
     for ax in axes:
         ax.set_ylabel("density (log)")
-        ax.set_yscale("log")  # the tails, where a cut is made, are invisible on a linear axis
+        log_y(ax)  # the tails, where a cut is made, are invisible on a linear axis
         ax.legend(fontsize="small")
     heading = "classifier output by true class" + (" (weighted)" if w is not None else "")
     fig.suptitle(f"{heading}: {title}" if title else heading)

@@ -35,12 +35,19 @@ def roc_points(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = Non
 def weighted_auc(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None) -> float:
     """The ROC's area (trapezoids): the weighted Mann-Whitney statistic; NaN without both classes."""
     fpr, tpr, _, total_s, total_b = roc_points(y, score, weight)
-    if not (total_s and total_b) or len(fpr) < 2:
+    if not (total_s and total_b):
+        return math.nan
+    return trapezoid_auc(fpr, tpr)
+
+
+def trapezoid_auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """The area under ROC points (eps_B, eps_S), by trapezoids."""
+    if len(fpr) < 2 or not (np.isfinite(fpr).all() and np.isfinite(tpr).all()):
         return math.nan
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _crossing(along: np.ndarray, other: np.ndarray, level: float) -> float:
+def crossing(along: np.ndarray, other: np.ndarray, level: float) -> float:
     """`other` where `along` first reaches `level`, linearly interpolated; NaN when it never does."""
     reached = np.flatnonzero(along >= level)
     if not len(reached) or not np.isfinite(level):
@@ -54,7 +61,7 @@ def _crossing(along: np.ndarray, other: np.ndarray, level: float) -> float:
 
 def background_efficiency(y, score, weight=None, *, signal_efficiency: float) -> float:
     fpr, tpr, _, total_s, total_b = roc_points(y, score, weight)
-    return _crossing(tpr, fpr, signal_efficiency) if total_s and total_b else math.nan
+    return crossing(tpr, fpr, signal_efficiency) if total_s and total_b else math.nan
 
 
 def rejection_at(y, score, weight=None, *, eff: float = 0.5) -> float:
@@ -68,7 +75,7 @@ def rejection_at(y, score, weight=None, *, eff: float = 0.5) -> float:
 def efficiency_at(y, score, weight=None, *, rej: float = 100.0) -> float:
     """The signal efficiency where the background rejection 1/eps_B falls to `rej` (eps_B = 1/rej)."""
     fpr, tpr, _, total_s, total_b = roc_points(y, score, weight)
-    return _crossing(fpr, tpr, 1.0 / rej) if total_s and total_b else math.nan
+    return crossing(fpr, tpr, 1.0 / rej) if total_s and total_b else math.nan
 
 
 def ams(s, b, b_reg: float = 10.0):
