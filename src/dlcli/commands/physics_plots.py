@@ -150,5 +150,5 @@ def residual_plot(outputs: Outputs, names: list[str] | None = None, title: str =
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     heading = "residuals (resolution)"
-    fig.suptitle(f"{heading}: {title}" if title else heading)
+    fig.suptitle(f"{heading}\n{title}" if title else heading, fontsize="medium")
     return to_png(fig)

@@ -65,9 +65,13 @@ def _grid(n: int, panel: tuple[float, float]):
 def log_y(ax) -> None:
     """A log y axis with ticks at the decades only: matplotlib's minor ticks on a log axis (eight a decade,
     each a text object) cost more to draw than the rest of a plot."""
-    from matplotlib.ticker import NullLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+    low, high = ax.dataLim.intervaly  # call it once the data are drawn
     ax.set_yscale("log")
+    if low > 0 and high / low < 100:  # under two decades: 1, 2 and 5 of each, else a single labelled tick
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
 
 
