@@ -138,8 +138,8 @@ HINTS = {
                                                    "validation_split is data.split.val here"),
     "epochs": (["epochs=3"], "epochs: unknown key 'epochs': it goes under train: train.epochs"),
     "batch_size": (["batch_size=64"], "batch_size: unknown key 'batch_size': it goes under train: train.batch_size"),
-    "class_weight": (["class_weight={0: 1, 1: 5}"], "class weights are part of the loss here, as Keras' class_weight "
-                                                    "weighs each sample: loss: {name: class_balanced, weights:"),
+    "class_weight": (["class_weight={0: 1, 1: 5}"], "class weights go under train, as Keras' class_weight: train: "
+                                                    "{class_weight: {0: 1.0, 1: 5.0}}"),
     "decay": (["optimizer.decay=0.01"], "optimizer.decay: unknown key 'decay': Keras' decay is a learning-rate decay, "
                                         "lr0 / (1 + decay * step); here it is a schedule: schedule: {name: "
                                         "inverse_time"),

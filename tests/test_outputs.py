@@ -212,7 +212,7 @@ def test_plots_on_a_full_disk_still_leave_evaluation_json(made, tmp_path, monkey
     full_disk(monkeypatch, above=8000)  # the PNGs (20 kB and more) fail, evaluation.json (1 kB) fits
     code, text = cli("evaluate", run, "--json")
     assert code == 2 and len(errors(text)) == 1, text
-    assert "cannot be written (no space left on device); 4 of 4 plots not saved" in errors(text)[0]
+    assert "cannot be written (no space left on device); 6 of 6 plots not saved" in errors(text)[0]
     saved = json.loads((run / "evaluation.json").read_text())
     assert saved["plots"] == [] and saved["metrics"] == evaluate(made[0], write=False)["metrics"]
     assert list((run / "plots").iterdir()) == []

@@ -63,16 +63,19 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 # Hand-worked from the documented sizes: 100 dpi, learning-curve and score panels 4 x 3 in, three to
-# a row; ROC 5 x 5 in; confusion matrix 6 x 5 in; binary scores 6 x 4 in; predicted-vs-true 4 x 4 in.
+# a row; ROC 5 x 5 in; confusion matrix two 6 x 5 in panels (counts, row-normalised); binary scores
+# 6 x 4 in; predicted-vs-true 4 x 4 in; HEP ROC 6 x 5 in; overtraining as the scores; residuals 4 x 3 in.
 EXPECTED = {
     "binary": {"plots/learning_curves.png": (1200, 300),  # loss, accuracy, auc
-               "plots/test_roc.png": (500, 500), "plots/test_confusion_matrix.png": (600, 500),
-               "plots/test_scores.png": (600, 400)},
+               "plots/test_roc.png": (500, 500), "plots/test_confusion_matrix.png": (1200, 500),
+               "plots/test_scores.png": (600, 400), "plots/test_roc_rejection.png": (600, 500),
+               "plots/test_overtraining.png": (600, 400)},
     "multiclass": {"plots/learning_curves.png": (800, 300),  # loss, accuracy
-                   "plots/test_roc.png": (500, 500), "plots/test_confusion_matrix.png": (600, 500),
-                   "plots/test_scores.png": (1200, 300)},  # a panel per class
+                   "plots/test_roc.png": (500, 500), "plots/test_confusion_matrix.png": (1200, 500),
+                   "plots/test_scores.png": (1200, 300),  # a panel per class
+                   "plots/test_overtraining.png": (1200, 300)},  # likewise (no HEP ROC: it is binary)
     "regression": {"plots/learning_curves.png": (1200, 300),  # loss, mae, r2
-                   "plots/test_pred_vs_true.png": (400, 400)},
+                   "plots/test_pred_vs_true.png": (400, 400), "plots/test_residuals.png": (400, 300)},
 }
 
 
@@ -102,13 +105,14 @@ def test_a_data_file_names_its_plots_after_the_file(trained):
     result = evaluate(run, data=trained.folder / "held out rows.csv")
     assert result["n_samples"] == 69
     assert result["plots"] == ["plots/learning_curves.png", "plots/held_out_rows_roc.png",
-                               "plots/held_out_rows_confusion_matrix.png", "plots/held_out_rows_scores.png"]
+                               "plots/held_out_rows_confusion_matrix.png", "plots/held_out_rows_scores.png",
+                               "plots/held_out_rows_roc_rejection.png"]  # no overtraining check: not a split
     assert all((run / p).is_file() for p in result["plots"])
 
 
 def test_the_val_split_plots_are_named_after_it(trained):
     result = evaluate(trained.regression, split="val")
-    assert result["plots"] == ["plots/learning_curves.png", "plots/val_pred_vs_true.png"]
+    assert result["plots"] == ["plots/learning_curves.png", "plots/val_pred_vs_true.png", "plots/val_residuals.png"]
 
 
 def test_safe_stem():

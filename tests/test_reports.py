@@ -106,7 +106,8 @@ def test_runs_show_the_evaluation_metrics_when_evaluated(made):
     shown = by_path[made.alpha]["evaluation"]
     assert (shown["split"], shown["checkpoint"], shown["epoch"]) == ("test", "best", evaluation["epoch"])
     assert shown["metrics"] == evaluation["metrics"]
-    assert set(shown["metrics"]) == {"loss", "accuracy", "precision", "recall", "f1", "auc"}
+    assert set(shown["metrics"]) == {"loss", "accuracy", "precision", "recall", "f1", "auc", "rejection@eff=0.5",
+                                     "efficiency@rej=100", "ams"}
     assert by_path[made.beta]["evaluation"] is None
 
 
@@ -157,8 +158,9 @@ def test_compare_plot_has_a_panel_per_quantity(made, tmp_path):
     records = R.load_runs([made.alpha, made.beta])
     assert write_comparison(records, tmp_path / "out.png")
     image = Image.open(tmp_path / "out.png")
-    # loss, accuracy (both runs) and f1 (beta): three 400 x 300 px panels in a row
-    assert (image.format, image.size) == ("PNG", (1200, 300))
+    # loss of bce (alpha) and of cce (beta) on panels of their own, accuracy (both runs) and f1 (beta): four
+    # 400 x 300 px panels, three to a row
+    assert (image.format, image.size) == ("PNG", (1200, 600))
     assert not write_comparison(R.load_runs([made.failed]), tmp_path / "none.png")  # no epoch, no curve
     assert not (tmp_path / "none.png").exists()
 
@@ -224,7 +226,7 @@ def test_dlcli_compare_writes_the_plot_and_prints_both_runs(made, env, tmp_path)
     data = json.loads(result.stdout)
     assert re.fullmatch(r"runs/compare-\d{8}-\d{6}\.png", data["plot"])  # the default: beside the runs
     assert data["runs"] == R.compare(R.load_runs([made.alpha, made.beta]))["runs"]
-    assert Image.open(io.BytesIO((tmp_path / data["plot"]).read_bytes())).size == (1200, 300)
+    assert Image.open(io.BytesIO((tmp_path / data["plot"]).read_bytes())).size == (1200, 600)  # loss (bce), loss (cce), accuracy, f1
     assert [p.name for p in tmp_path.iterdir()] == ["runs"]  # nothing in the current folder
 
     text = dlcli(env, "compare", made.alpha, made.beta, "-o", "plots/both.png", cwd=tmp_path)

@@ -162,8 +162,11 @@ def evaluate(
 @friendly
 def predict(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
-    input: Path = typer.Argument(..., metavar="INPUT", help="A table file, an image, or a folder of images."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write every row to this CSV file."),
+    input: Path | None = typer.Argument(None, metavar="[INPUT]", help="A table file, an image, or a folder of images."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write every row to this file: .csv, "
+                                       ".parquet or .root (a TTree, with the hep extra)."),
+    split: str | None = typer.Option(None, "--split", help="Instead of INPUT, the run's own train, val or test "
+                                     "split: every event with scores, predicted and true class, weight."),
     checkpoint: str = typer.Option("best", help="best or last."),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch (default: train.eval_batch_size)."),    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (default: the run's train.threads)."),
@@ -174,9 +177,18 @@ def predict(
 
     if checkpoint not in ("best", "last"):
         raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    if (input is None) == (split is None):
+        raise typer.BadParameter("give INPUT (a file to predict on) or --split train|val|test, one of them",
+                                 param_hint="INPUT")
     run_dir = chosen_run(run_dir)
-    result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
-                            batch_size=batch_size, threads=threads)
+    if split is not None:
+        from ..commands.split_outputs import predict_split
+
+        result = predict_split(run_dir, split, output=output, checkpoint=checkpoint, device=device,
+                               batch_size=batch_size, threads=threads)
+    else:
+        result = run_prediction(run_dir, input, output=output, checkpoint=checkpoint, device=device,
+                                batch_size=batch_size, threads=threads)
     for note in result.notes:
         say("note:", note)
     render.predictions(out, result, output)

@@ -47,8 +47,10 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
     for name, value in result["metrics"].items():
         table.add_row(name, f"{value:.4f}")
     out.print(table)
+    for name, ks in result.get("overtraining", {}).items():
+        out.print(f"overtraining check, {escape(name)}: KS p-value {ks['p_value']:.3g} (train vs {result['split']})")
     if "confusion_matrix" in result:
-        _confusion(out, [str(c) for c in result["classes"]], result["confusion_matrix"])
+        _confusion(out, [str(c) for c in result.get("class_names") or result["classes"]], result["confusion_matrix"])
     if "evaluation.json" not in result.get("not_saved", {}):
         out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
     if result.get("plots"):
@@ -65,7 +67,8 @@ def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> Non
         for c in headers:
             cm.add_column(escape(c), justify="right")
         for i, (c, row) in enumerate(zip(classes, matrix)):
-            cm.add_row(escape(c if headers is classes else f"{i} {c}"), *map(str, row))
+            cm.add_row(escape(c if headers is classes else f"{i} {c}"),
+                       *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))  # weighted: sums
         if fits(out, cm):
             numbered = "" if headers is classes else " by number"
             out.print(f"confusion matrix (rows: true class, columns: predicted class{numbered})")

@@ -7,13 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import runs
-from ..data import load_rows
+from ..data import in_memory, load_rows
+from ..data.labels import class_names
 from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..engine.setup import prepare
 from ..errors import DataError, RunError, SpecError
 from ..nn.losses import counts_classes
 from ..nn.metrics import report
+from ..registry import CLASSIFICATION
 from ..runs.run import Run
 
 
@@ -42,11 +44,13 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     setup = prepare(cfg, need_data=need_data, fitted=fitted, input_shape=run.input_shape or None)
     task = setup.task
 
+    weights = None
     if data is not None:
         path = Path(data).resolve()
         with _data_file_errors(path):
-            rows = load_rows(path, cfg.data, task=task, scaler=fitted.scaler, classes=classes,
-                             feature_names=run.labels.get("feature_names"), fill=fitted.fill)
+            rows, weights = load_rows(path, cfg.data, task=task, scaler=fitted.scaler, classes=classes,
+                                      feature_names=run.labels.get("feature_names"), fill=fitted.fill,
+                                      with_weights=True)
         split_name = str(path)
     else:
         if split not in setup.data.splits:
@@ -54,6 +58,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
             raise RunError(f"{run.path}: the data has no {split} split (it has {have}); set data.split.{split} "
                            f"when training, pass --split with one of {have}, or --data FILE")
         rows = setup.data.splits[split]  # (x, y) arrays, or a torch Dataset (streamed tables, images)
+        weights = setup.data.weight(split)
         split_name = split
 
     dev = resolve_device(device or "auto")
@@ -62,7 +67,11 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     loss_fn = setup.loss.to(dev)
 
     loss, outputs = evaluate_split(model, loss_fn, rows, task, cfg.train.eval_batch_size, dev,
-                                   workers=cfg.data.workers, threads=threads or cfg.train.threads, note=note)
+                                   workers=cfg.data.workers, threads=threads or cfg.train.threads, note=note,
+                                   weights=weights)
+    if weights is not None:
+        outputs.weight = weights  # the float64 weights, not the float32 copy the batches carried
+    names = class_names(cfg.data.class_names, classes) if cfg.data is not None else None
     result = report(outputs)
     result = {
         "split": split_name,
@@ -73,16 +82,32 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
         "metrics": {"loss": loss, **result["metrics"]},
         **({"confusion_matrix": result["confusion_matrix"], "classes": classes} if "confusion_matrix" in result
            else {}),
+        **({"class_names": names} if names and "confusion_matrix" in result else {}),
+        **({"weighted": True, "sum_of_weights": float(weights.sum())} if weights is not None else {}),
         "evaluated": runs.now(),
     }
     not_saved = {}
     if write and plots:
+        from . import physics_plots
         from .plots import safe_stem, write_evaluation_plots  # matplotlib only when plots are drawn
 
         target = cfg.data.target if isinstance(cfg.data.target, str) else None
+        prefix = split if data is None else safe_stem(data)
+        title = cfg.name or run.path.parent.name
+        heading, shown = f"{title}, {prefix}", names or classes
+        if task in CLASSIFICATION:
+            extra = {"roc_rejection.png": physics_plots.hep_roc_plot(outputs, shown, heading)}
+            if data is None and split != "train" and "train" in setup.data.splits:
+                train_outputs = overtraining_sample(model, setup.data, cfg, dev)
+                if train_outputs is not None:
+                    result["overtraining"] = ks = physics_plots.ks_summary(train_outputs, outputs, shown)
+                    extra["overtraining.png"] = physics_plots.overtraining_plot(train_outputs, outputs, shown, heading,
+                                                                               ks)
+        else:
+            extra = {"residuals.png": physics_plots.residual_plot(outputs, [target] if target else None, heading)}
         result["plots"], problem = write_evaluation_plots(
-            run.path, outputs, split if data is None else safe_stem(data), classes=classes,
-            target_names=[target] if target else None, title=cfg.name or run.path.parent.name)
+            run.path, outputs, prefix, classes=shown, target_names=[target] if target else None, title=title,
+            loss_name=loss_label(cfg.loss), best_epoch=run.info.get("best_epoch"), extra=extra)
         if problem:
             not_saved[runs.PLOTS] = problem
     if write:
@@ -91,6 +116,34 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
         except RunError as exc:
             not_saved[runs.EVALUATION] = str(exc)
     return {**result, "not_saved": not_saved} if not_saved else result
+
+
+OVERTRAINING_ROWS = 100_000  # train events the overtraining check draws at most (a seeded sample beyond)
+
+
+def overtraining_sample(model, data, cfg, device):
+    """The model's outputs on the train split (a seeded sample of OVERTRAINING_ROWS beyond that), with its
+    event weights: the train side of the overtraining check. None for a streamed train split."""
+    import numpy as np
+
+    train = data.splits["train"]
+    if not in_memory(train):
+        return None
+    x, y = train
+    w = data.weight("train")
+    if len(x) > OVERTRAINING_ROWS:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(len(x), OVERTRAINING_ROWS, replace=False))
+        x, y, w = x[rows], y[rows], None if w is None else w[rows]
+    _, out = evaluate_split(model, None, (x, y), data.task, cfg.train.eval_batch_size, device,
+                            threads=cfg.train.threads, weights=w)
+    if w is not None:
+        out.weight = w
+    return out
+
+
+def loss_label(loss) -> str:
+    """The loss's name for an axis label: `binary_crossentropy`, `focal`, ..."""
+    return str(loss.get("name") if isinstance(loss, dict) else loss)
 
 
 def custom_loss_source(loss) -> str | None:

@@ -62,30 +62,69 @@ def _grid(n: int, panel: tuple[float, float]):
     return fig, axes
 
 
+def log_y(ax) -> None:
+    """A log y axis with ticks at the decades only: matplotlib's minor ticks on a log axis (eight a decade,
+    each a text object) cost more to draw than the rest of a plot."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    low, high = ax.dataLim.intervaly  # call it once the data are drawn
+    ax.set_yscale("log")
+    if low > 0 and high / low < 100:  # under two decades: 1, 2 and 5 of each, else a single labelled tick
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def panel_grid(n: int, panel: tuple[float, float]):
+    """(figure, n axes) laid out COLUMNS to a row, each panel `panel` inches."""
+    return _grid(n, panel)
+
+
 # ----------------------------------------------------------------------------------------------
 # Learning curves: one run (evaluate) or several overlaid (compare)
 
 
-def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None = None) -> bytes | None:
+def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None = None, *,
+                    best_epoch: int | None = None, losses: list[str | None] | None = None) -> bytes | None:
     """A panel per quantity (loss, each metric), train dashed and validation solid, a colour per run.
 
     `histories` is [(label, metrics.csv rows)]; None when no run has a train_ or val_ column yet.
+    `losses` names each run's loss: runs with different losses get a loss panel each (a 5e-5 mse next
+    to a 0.6 cross-entropy would be a flat line), and a loss panel spanning over a decade is drawn on a
+    log axis. `best_epoch` (one run) is marked on every panel.
     """
-    names = []
+    losses = losses or [None] * len(histories)
+    names: list = []
     for _, rows in histories:
         names += [q for q in quantities(rows) if q not in names]
-    names.sort(key=lambda q: q != "loss")
-    if not names:
+    loss_names = list(dict.fromkeys(losses))
+    panels: list[tuple[str, str | None]] = []  # (quantity, the loss it shows, when the runs' losses differ)
+    for q in sorted(names, key=lambda q: q != "loss"):
+        panels += [(q, loss) for loss in loss_names] if q == "loss" and len(loss_names) > 1 else [(q, None)]
+    if not panels:
         return None
-    fig, axes = _grid(len(names), CURVE_PANEL)
+    fig, axes = _grid(len(panels), CURVE_PANEL)
     colours = [f"C{i % 10}" for i in range(len(histories))]
-    for ax, quantity in zip(axes, names):
-        for colour, (_, rows) in zip(colours, histories):
+    for ax, (quantity, only) in zip(axes, panels):
+        drawn: list[float] = []
+        for colour, (_, rows), loss in zip(colours, histories, losses):
+            if only is not None and loss != only:
+                continue
             for prefix, style in zip(CURVE_PREFIXES, ("--", "-")):
                 epochs, values = curve(rows, prefix + quantity)
                 if epochs:
                     ax.plot(epochs, values, linestyle=style, color=colour, marker="." if len(epochs) < 40 else None)
-        ax.set_title(quantity)
+                    drawn += [v for v in values if v == v]
+        if quantity == "loss":
+            named = only or (losses[0] if len(loss_names) == 1 else None)
+            ax.set_ylabel(f"loss ({named})" if named else "loss")
+            if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 10:
+                log_y(ax)
+        else:
+            ax.set_ylabel(quantity)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="C3", linewidth=1, linestyle=":")
+        ax.set_title(quantity if only is None else f"loss: {only}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -93,6 +132,8 @@ def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None =
                Line2D([], [], color="0.3", linestyle="-", label="validation")]
     if len(histories) > 1:
         handles = [Line2D([], [], color=c, label=label) for c, (label, _) in zip(colours, histories)] + handles
+    if best_epoch is not None:
+        handles.append(Line2D([], [], color="C3", linestyle=":", label=f"best epoch {best_epoch}"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize="small")
     if title:
         fig.suptitle(title)
@@ -121,7 +162,7 @@ def roc_curves(outputs: Outputs, classes: list | None = None) -> list[RocCurve]:
 
     A class that is absent from the split (or the only one present) has no curve: its ROC is undefined.
     """
-    from sklearn import metrics as skm
+    from ..nn.physics import roc_points, weighted_auc
 
     names = class_names(outputs, classes)
     targets = [1] if outputs.task == "binary" else range(len(names))
@@ -130,9 +171,9 @@ def roc_curves(outputs: Outputs, classes: list | None = None) -> list[RocCurve]:
         positive = outputs.y_true == c
         if positive.all() or not positive.any():
             continue
-        fpr, tpr, _ = skm.roc_curve(positive, outputs.y_prob[:, c])
+        fpr, tpr, _, _, _ = roc_points(positive, outputs.y_prob[:, c], outputs.weight)  # weighted, if weights
         label = f"{names[1]} vs {names[0]}" if outputs.task == "binary" else names[c]
-        curves.append(RocCurve(label, fpr, tpr, float(skm.auc(fpr, tpr))))
+        curves.append(RocCurve(label, fpr, tpr, weighted_auc(positive, outputs.y_prob[:, c], outputs.weight)))
     return curves
 
 
@@ -161,25 +202,34 @@ def confusion_plot(outputs: Outputs, classes: list | None = None, title: str = "
     from sklearn import metrics as skm
 
     names = class_names(outputs, classes)
-    matrix = skm.confusion_matrix(outputs.y_true, outputs.y_pred, labels=list(range(len(names))))
-    fig = Figure(figsize=CONFUSION_SIZE, dpi=DPI, layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, label="rows (count)")
-    ticks = range(len(names))
-    long_names = max(map(len, names)) > 3
-    ax.set_xticks(ticks, names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
-    ax.set_yticks(ticks, names)
-    ax.set(xlabel="predicted class", ylabel="true class")
-    if len(names) <= ANNOTATE_MAX:
-        # Dark text on light cells, white on dark ones, so every count stays readable.
-        threshold = matrix.max() / 2 if matrix.max() else 1
-        size = "medium" if len(names) <= 8 else "x-small"
-        for (i, j), n in np.ndenumerate(matrix):
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=size,
-                    color="white" if n > threshold else "black")
-    heading = f"confusion matrix, {len(outputs.y_true)} rows"
-    ax.set_title(f"{heading}\n{title}" if title else heading, fontsize="medium")
+    matrix = skm.confusion_matrix(outputs.y_true, outputs.y_pred, labels=list(range(len(names))),
+                                  sample_weight=outputs.weight)
+    totals = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.where(totals != 0, matrix / np.where(totals == 0, 1, totals), 0.0)
+    fig = Figure(figsize=(CONFUSION_SIZE[0] * 2, CONFUSION_SIZE[1]), dpi=DPI, layout="constrained")
+    weighted = outputs.weight is not None
+    for k, (values, what) in enumerate([(matrix, "sum of weights" if weighted else "count"),
+                                        (normalised, "share of the true class (row-normalised)")]):
+        ax = fig.add_subplot(1, 2, k + 1)
+        image = ax.imshow(values, cmap="Blues", vmin=0 if k else None, vmax=1 if k else None)
+        fig.colorbar(image, ax=ax, label=what)
+        ticks = range(len(names))
+        long_names = max(map(len, names)) > 3
+        ax.set_xticks(ticks, names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
+        ax.set_yticks(ticks, names)
+        ax.set(xlabel="predicted class", ylabel="true class")
+        if len(names) <= ANNOTATE_MAX:
+            # Dark text on light cells, white on dark ones, so every count stays readable.
+            threshold = values.max() / 2 if values.max() else 1
+            size = "medium" if len(names) <= 8 else "x-small"
+            for (i, j), n in np.ndenumerate(values):
+                text = f"{n:.2f}" if k else (f"{n:.4g}" if weighted else str(n))
+                ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                        color="white" if n > threshold else "black")
+        ax.set_title(what, fontsize="medium")
+    heading = f"confusion matrix, {len(outputs.y_true)} rows" + (" (weighted)" if weighted else "")
+    fig.suptitle(f"{heading}: {title}" if title else heading)
     return to_png(fig)
 
 
@@ -193,41 +243,48 @@ def scores_plot(outputs: Outputs, classes: list | None = None, title: str = "") 
     """
     names = class_names(outputs, classes)
     bins = np.linspace(0, 1, 41)
-    y, p = outputs.y_true, outputs.y_prob
+    y, p, w = outputs.y_true, outputs.y_prob, outputs.weight
     if outputs.task == "binary":
         fig = Figure(figsize=SCORES_SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
-        _histograms(ax, bins, [(p[y == c, 1], f"true class {names[c]}") for c in (0, 1)])
+        _histograms(ax, bins, [(p[y == c, 1], names[c], None if w is None else w[y == c]) for c in (0, 1)])
         ax.set_xlabel(f"classifier output p({names[1]})")
         axes = [ax]
     elif len(names) <= MAX_PANELS:
         fig, axes = _grid(len(names), SCORE_PANEL)
         for c, ax in enumerate(axes):
-            _histograms(ax, bins, [(p[y == c, c], f"true {names[c]}"), (p[y != c, c], "other classes")])
+            _histograms(ax, bins, [(p[y == c, c], names[c], None if w is None else w[y == c]),
+                                   (p[y != c, c], "other classes", None if w is None else w[y != c])])
             ax.set_xlabel(f"p({names[c]})")
     else:
         fig = Figure(figsize=SCORES_SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         own = np.zeros_like(p, dtype=bool)
         own[np.arange(len(y)), y] = True
-        _histograms(ax, bins, [(p[own], "p(true class)"), (p[~own], "p(other classes)")])
+        wide = None if w is None else np.broadcast_to(w[:, None], p.shape)
+        _histograms(ax, bins, [(p[own], "p(true class)", None if wide is None else wide[own]),
+                               (p[~own], "p(other classes)", None if wide is None else wide[~own])])
         ax.set_xlabel(f"classifier output, all {len(names)} classes pooled")
         axes = [ax]
     for ax in axes:
-        ax.set_ylabel("density")
+        ax.set_ylabel("density (log)")
+        log_y(ax)  # the tails, where a cut is made, are invisible on a linear axis
         ax.legend(fontsize="small")
-    heading = "classifier output by true class"
+    heading = "classifier output by true class" + (" (weighted)" if w is not None else "")
     fig.suptitle(f"{heading}: {title}" if title else heading)
     return to_png(fig)
 
 
 def _histograms(ax, bins, samples) -> None:
-    for i, (values, label) in enumerate(samples):
+    for i, sample in enumerate(samples):
+        values, label = sample[:2]
+        weights = sample[2] if len(sample) > 2 else None
         if len(values) == 0:
             continue
         label = f"{label} ({len(values)})"
-        ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.3, color=f"C{i}")
-        ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.5, color=f"C{i}", label=label)
+        ax.hist(values, bins=bins, weights=weights, density=True, histtype="stepfilled", alpha=0.3, color=f"C{i}")
+        ax.hist(values, bins=bins, weights=weights, density=True, histtype="step", linewidth=1.5, color=f"C{i}",
+                label=label)
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
 
@@ -277,9 +334,21 @@ def safe_stem(path: str | Path) -> str:
     return f"{stem}-file" if stem in ("train", "val", "test") else stem
 
 
+def run_loss(run: Path) -> str | None:
+    """The loss a run trained with, from its config.yaml (None when unreadable)."""
+    import yaml
+
+    try:
+        loss = yaml.safe_load((Path(run) / runs.CONFIG).read_text()).get("loss")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return str(loss.get("name") if isinstance(loss, dict) else loss) if loss else None
+
+
 def write_comparison(records: list, output: str | Path) -> bool:
     """`dlcli compare`: the runs' learning curves overlaid in one PNG; False when no run has a curve yet."""
-    png = learning_curves([(r.label, r.rows) for r in records], f"learning curves of {len(records)} runs")
+    png = learning_curves([(r.label, r.rows) for r in records], f"learning curves of {len(records)} runs",
+                          losses=[run_loss(r.path) for r in records])
     if png is None:
         return False
     runs.write_atomic(Path(output), png, make_folders=True)  # -o plots/x.png makes plots/, as it always did
@@ -287,10 +356,13 @@ def write_comparison(records: list, output: str | Path) -> bool:
 
 
 def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes: list | None = None,
-                           target_names: list[str] | None = None, title: str = "") -> tuple[list[str], str | None]:
+                           target_names: list[str] | None = None, title: str = "",
+                           loss_name: str | None = None, best_epoch: int | None = None,
+                           extra: dict[str, bytes | None] | None = None) -> tuple[list[str], str | None]:
     """Write the run's learning curves and the plots of one evaluation into RUN_DIR/plots/.
 
-    `prefix` names the evaluated data (a split, or safe_stem of a file). Returns the written paths,
+    `prefix` names the evaluated data (a split, or safe_stem of a file); `extra` holds more figures by name
+    (physics_plots.py's), written as `<prefix>_<name>`. Returns the written paths,
     relative to the run directory, in the order written, and why the rest were not (a full disk, a
     read-only run, plots/ linked out of the run), or None: a plot that cannot be written stops the
     plots, not the evaluation, whose metrics are still saved.
@@ -302,7 +374,8 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         return [], f"{exc}; no plots saved"
     figures: dict[str, bytes | None] = {}
     rows = runs.read_metrics(run / runs.METRICS) if (run / runs.METRICS).exists() else []
-    figures["learning_curves.png"] = learning_curves([("", rows)], f"learning curves: {title}" if title else None)
+    figures["learning_curves.png"] = learning_curves([("", rows)], f"learning curves: {title}" if title else None,
+                                                     best_epoch=best_epoch, losses=[loss_name])
     heading = f"{title}, {prefix}" if title else prefix
     if outputs.task in CLASSIFICATION:
         figures[f"{prefix}_roc.png"] = roc_plot(outputs, classes, heading)
@@ -310,6 +383,7 @@ def write_evaluation_plots(run: Path, outputs: Outputs, prefix: str, *, classes:
         figures[f"{prefix}_scores.png"] = scores_plot(outputs, classes, heading)
     else:
         figures[f"{prefix}_pred_vs_true.png"] = pred_vs_true_plot(outputs, target_names, heading)
+    figures.update({f"{prefix}_{name}": png for name, png in (extra or {}).items()})  # physics_plots.py's
     drawn = {name: data for name, data in figures.items() if data is not None}
     written: list[str] = []
     for name, data in drawn.items():

@@ -28,6 +28,7 @@ from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..errors import DataError, SpecError
 from ..runs.run import Run
+from .outputs import write_table
 
 PREDICTED = "predicted"
 IMAGE_NAME = "file"  # the column naming each image
@@ -46,7 +47,8 @@ class Predictions:
 def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None = None,
             checkpoint: str = "best", device: str | None = None, batch_size: int | None = None,
             threads: int | str | None = None) -> Predictions:
-    """Predict every row or image of `input` with a trained run; with `output`, also write the table as CSV.
+    """Predict every row or image of `input` with a trained run; with `output`, also write the table (csv;
+    .parquet and .root by the suffix).
 
     The run's loss is never built: a custom loss file is not imported (predicting runs no code of the
     config's). The output's folder must exist; a file that cannot be written whole is not written at all.
@@ -71,7 +73,7 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
         notes.append(f"input column(s) {', '.join(clashes)} replaced by this prediction")
     table = pd.concat([passthrough.reset_index(drop=True), outputs], axis=1)
     if output is not None:
-        runs.write_atomic(Path(output), table.to_csv(index=False, lineterminator="\n"))
+        write_table(table, Path(output), notes)  # csv (a csv input's columns as their text), parquet or root
     return Predictions(table, list(outputs.columns), task, chosen, epoch, notes)
 
 

@@ -34,7 +34,8 @@ class Section(BaseModel):
     hints: ClassVar[dict[str, str]] = {}  # a key Keras users write here -> where dlcli has it (messages.translate)
 
 
-CLASS_WEIGHT_HINT = ("class weights are part of the loss here, as Keras' class_weight weighs each sample: "
+CLASS_WEIGHT_HINT = ("class weights go under train, as Keras' class_weight: train: {class_weight: {0: 1.0, 1: 5.0}} "
+                     "(or balanced); they multiply the event weights (data.weight); or weigh classes in the "
                      "loss: {name: class_balanced, weights: [w_0, w_1, ...]} (one per class, in class order), "
                      "or weights: inverse_frequency")
 VALIDATION_SPLIT_HINT = "Keras' validation_split is data.split.val here: data: {..., split: {val: 0.1}}"
@@ -73,6 +74,9 @@ class DataConfig(Section):
     tree: str | None = None  # ROOT: the TTree to read
     branches: list[str] | None = None  # ROOT: the branches to use as features (like features)
     missing: Literal["error", "drop", "mean"] = "error"  # NaN in features: refuse, drop the rows, or fill
+    weight: str | None = None  # the event-weight column (HDF5 field, npz array, ROOT branch); not a feature
+    negative_weights: Literal["keep", "zero", "abs"] = "keep"  # NLO generators' negative weights are physics
+    class_names: list[str] | dict[str | int, str] | None = None  # [background, signal], or {label: name}
 
     # Images
     root: str = "data"  # where torchvision and OpenML files are kept (relative to the config's folder)
@@ -104,6 +108,14 @@ class DataConfig(Section):
             raise ValueError("give features or drop, not both")
         if self.branches is not None and (self.features is not None or self.drop is not None):
             raise ValueError("branches are a ROOT file's features: give branches, features or drop, not two of them")
+        if self.weight is not None:
+            if not (self.path or self.train):
+                raise ValueError("weight names the event-weight column of a table file; it needs data.path or "
+                                 "data.train")
+            if self.weight == self.target:
+                raise ValueError(f"'{self.weight}' is the target; data.weight must be another column")
+            if self.weight in (self.features or self.branches or []):
+                raise ValueError(f"'{self.weight}' is the event weight; it cannot also be a feature")
         format_keys = [k for k in ("key", "tree", "branches") if getattr(self, k) is not None]
         if format_keys and not (self.path or self.train):
             raise ValueError(f"{format_keys[0]} describes what to read from a data file; it needs data.path or "
@@ -124,7 +136,8 @@ class EarlyStopping(Section):
 
 
 class TrainConfig(Section):
-    hints: ClassVar[dict[str, str]] = {"validation_split": VALIDATION_SPLIT_HINT, "class_weight": CLASS_WEIGHT_HINT}
+    hints: ClassVar[dict[str, str]] = {"validation_split": VALIDATION_SPLIT_HINT, "sample_weight": (
+        "event weights are a column of the data here: data: {..., weight: COLUMN}")}
 
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
@@ -140,6 +153,8 @@ class TrainConfig(Section):
     tensorboard: bool = False  # also write scalars to RUN_DIR/tb (needs the tensorboard package)
     threads: Literal["auto"] | PositiveInt = "auto"  # CPU threads; auto: timed on the first steps (engine/threads.py)
     train_metrics: bool = True  # log train_<metric> per epoch, from the predictions made while training
+    # Keras' class_weight: {class id or label: factor}, or balanced (N / (C N_c)); multiplies the event weights
+    class_weight: dict[int | str, Annotated[float, Field(ge=0)]] | Literal["balanced"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -191,7 +206,7 @@ class Config(Section):
     optimizer: Any = {"name": "adam", "lr": 0.001}
     schedule: Any = None
     train: TrainConfig = TrainConfig()
-    metrics: list[str] | None = None
+    metrics: list[str | dict[str, Any]] | None = None  # names, `rejection@eff=0.5`, or {name: ams, b_reg: 10}
 
     @field_validator("name")
     @classmethod
@@ -283,9 +298,14 @@ class Config(Section):
         return self.train.early_stopping.monitor if self.train.early_stopping else "val_loss"
 
 
+CLASS_KEYED = {("train", "class_weight"), ("data", "class_names")}  # mappings whose keys may be class ids
+
+
 def knows(path: tuple) -> bool:
     """Whether the schema has the key path `path`, or it lies inside a value of free form (a layer's
     parameters, a loss spec): what the YAML reader asks before it judges the keys under it."""
+    if tuple(path) in CLASS_KEYED:  # keys are class ids (Keras' {0: 1.0, 1: 5.0}): the schema checks them
+        return False
     section: Any = Config
     for part in path:
         if not (isinstance(section, type) and issubclass(section, BaseModel)):

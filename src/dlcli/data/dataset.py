@@ -43,6 +43,13 @@ class Dataset:
     counts: list[int] | None = None  # train samples per class id, for splits not held in memory
     notes: list[str] = field(default_factory=list)  # what loading did that a user should hear (rows dropped, ...)
     fill: dict[str, float] | None = None  # missing: mean: the train-split mean per feature, stored with the run
+    weights: dict[str, np.ndarray] | None = None  # data.weight: float64 event weights per in-memory split
+    index: dict[str, np.ndarray] | None = None  # each in-memory table split's row numbers in `files[split]`
+    files: dict[str, str] | None = None  # the file each table split's rows come from (predict --split)
+
+    def weight(self, split: str) -> np.ndarray | None:
+        """The event weights of a split (data.weight, times train.class_weight for train); None: all 1."""
+        return None if self.weights is None else self.weights.get(split)
 
     def class_counts(self) -> list[int] | None:
         """Train-split samples per class id (for class weights and summaries)."""

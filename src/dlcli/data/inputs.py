@@ -34,12 +34,13 @@ from .tables.columns import (
 
 def load_rows(file: str | Path, data: DataConfig, *, task: str, scaler: Scaler | None, classes: list | None,
               feature_names: list[str] | None = None,
-              fill: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+              fill: dict[str, float] | None = None, with_weights: bool = False):
     """Every row of one extra file, with the stored scaler and labels: for `dlcli evaluate --data FILE`.
 
     Pass the run's `feature_names` to pick table columns by name, so an evaluation file whose
     columns are in another order, or which has extra columns, still lines up with the model; and
-    its `fill` (missing: mean) so missing values get the training means.
+    its `fill` (missing: mean) so missing values get the training means. `with_weights`: ((x, y), the
+    file's event weights (data.weight) or None).
     """
     check_task(task)
     origin = _extra_file(file, data)
@@ -50,7 +51,8 @@ def load_rows(file: str | Path, data: DataConfig, *, task: str, scaler: Scaler |
         apply_fill(flat_rows(rows.x), rows.names or [], _stored_fill(fill, origin), origin)
     if task != "regression" and classes is None:
         classes = class_list(rows.y)
-    return finish(rows, task, scaler, classes, split="evaluation")
+    split = finish(rows, task, scaler, classes, split="evaluation")
+    return (split, rows.w) if with_weights else split
 
 
 @dataclass
@@ -77,18 +79,21 @@ def load_inputs(file: str | Path, data: DataConfig, *, feature_names: list[str] 
         wanted = source_columns(feature_names) if feature_names else None  # the run's, else the config's
         columns = choose(table, origin, wanted, need_target=False)
         others = table.flat([n for n in table.names if n not in columns])
-        block = table.read([*columns, *others])
+        block = table.read(columns)
         if block_length(block, columns, origin) == 0:
             raise SpecError(f"{origin.file} has no data rows{table.empty_hint}: nothing to predict", origin.key)
+        passed = table.read_exact(others) if others else None  # as the file holds them: IDs never via float32
     x, names = feature_values(block, columns, origin)
     _check_width(math.prod(x.shape[1:]), origin, scaler, feature_names)
     check_missing(x, names or columns, origin)
-    if isinstance(block, pd.DataFrame):
-        passthrough = block[others].reset_index(drop=True) if others else None
+    if passed is None:
+        passthrough = None
+    elif isinstance(passed, pd.DataFrame):
+        passthrough = passed[others].reset_index(drop=True)
     else:
-        passthrough = pd.DataFrame({n: np.asarray(block[n]) for n in others}) if others else None
-    y_raw = np.asarray(block[origin.target]) if origin.target in others else None
-    del block
+        passthrough = pd.DataFrame({n: np.asarray(passed[n]) for n in others})
+    y_raw = np.asarray(passthrough[origin.target]) if origin.target in others else None
+    del block, passed
     rows, notes = np.arange(len(x)), []
     if data.missing == "drop":
         lost = np.isnan(flat_rows(x)).any(axis=1)

@@ -42,3 +42,29 @@ def encode(y: np.ndarray, classes: list, file: str, split: str) -> np.ndarray:
         raise SpecError(f"{file}: label(s) {few(unknown, repr)} in the {split} rows are not among the training "
                         f"classes: {few(classes, repr, 20)}", "target")
     return np.array([index[v] for v in labels], dtype=np.int64)[inverse.reshape(-1)]
+
+
+def class_names(names, classes: list | None) -> list[str] | None:
+    """`data.class_names` -> one display name per class id: a list in class order, or {label or id: name}
+    (others keep their label). Without it, the labels themselves ("0", "1", or text labels). SpecError
+    (key `class_names`) when a list has the wrong length or a mapping names no class."""
+    if classes is None:
+        return None
+    shown = [str(c) for c in classes]
+    if names is None:
+        return shown
+    if isinstance(names, list):
+        if len(names) != len(classes):
+            raise SpecError(f"class_names has {len(names)} names but there are {len(classes)} classes "
+                            f"({few(classes, repr)}); give one per class, in class order", "class_names")
+        return [str(n) for n in names]
+    by_label = {str(c): i for i, c in enumerate(classes)}
+    for key, name in names.items():
+        if str(key) in by_label:
+            shown[by_label[str(key)]] = str(name)
+        elif isinstance(key, int) and 0 <= key < len(classes):
+            shown[key] = str(name)
+        else:
+            raise SpecError(f"class_names names class {key!r}, but the classes are {few(classes, repr)}",
+                            f"class_names.{key}")
+    return shown

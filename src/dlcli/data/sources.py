@@ -137,10 +137,13 @@ def table_dataset(parts: dict[str, Rows], data: DataConfig, task: str, fitted: F
     if scaler is None and data.scale != "none":
         scaler = Scaler.fit(data.scale, train.x)
     del train
+    weights = {name: rows.w for name, rows in parts.items() if rows.w is not None} or None
+    index = {name: rows.file_rows() for name, rows in parts.items()}
+    files = {name: rows.origin.file for name, rows in parts.items()}
     # Pop each raw split as it is scaled, so at most one unscaled copy is alive besides the results.
     splits = {name: finish(parts.pop(name), task, scaler, classes, name) for name in list(parts)}
     return Dataset(splits, task, input_shape, names, list(classes) if task != "regression" else None,
-                   scaler, source, notes=notes, fill=fill)
+                   scaler, source, notes=notes, fill=fill, weights=weights, index=index, files=files)
 
 
 def finish(rows: Rows, task: str, scaler: Scaler | None, classes: list | None,

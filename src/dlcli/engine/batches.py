@@ -35,6 +35,7 @@ class Tensors:
 
     x: torch.Tensor
     y: torch.Tensor | None
+    w: torch.Tensor | None = None  # float32 event weights (n,), data.weight
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -57,13 +58,16 @@ class Batches:
     """The batches of one split for one epoch at a time: `for xb, yb in batches.epoch(e): ...`."""
 
     def __init__(self, split, task: str, device: torch.device, batch_size: int, *, shuffle: bool = False,
-                 seed: int = 0, workers: int | str = "auto", memory_format=torch.contiguous_format):
+                 seed: int = 0, workers: int | str = "auto", memory_format=torch.contiguous_format,
+                 weights: np.ndarray | None = None):
         self.task, self.device, self.batch_size, self.shuffle, self.seed = task, device, batch_size, shuffle, seed
         self.memory_format = memory_format
         if in_memory(split):
             x, y = split
             self.holder = data_device(device, x.nbytes + (0 if y is None else y.nbytes))
             self.tensors = to_tensors(x, y, task, self.holder)
+            if weights is not None:
+                self.tensors.w = torch.from_numpy(np.asarray(weights, dtype=np.float32)).to(self.holder)
             self.dataset = None
             self.generator = torch.Generator(device=self.holder).manual_seed(seed)
             self.n = len(self.tensors)
@@ -82,34 +86,48 @@ class Batches:
         """Batches per epoch."""
         return -(-self.n // self.batch_size)
 
+    @property
+    def weighted(self) -> bool:
+        return self.tensors is not None and self.tensors.w is not None
+
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         if not self.streamed:
+            return ((xb, yb) for xb, yb, _ in self._slices())
+        return self._streamed(epoch)
+
+    def weighted_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+        """As `epoch`, each batch with its event weights (None without data.weight)."""
+        if not self.streamed:
             return self._slices()
+        return ((xb, yb, None) for xb, yb in self._streamed(epoch))
+
+    def _streamed(self, epoch: int):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         # Augmentation in the main process draws from the global RNG: seed it per epoch so a resumed
         # run sees the same random crops as an uninterrupted one. Workers get seeds from the generator.
         torch.manual_seed(self.seed * 100_003 + epoch)
-        return self._loaded()
+        yield from self._loaded()
 
     def _slices(self):
         t = self.tensors
         if self.shuffle:  # the permutation is cut into batches in one call, not sliced per step
             order = torch.randperm(self.n, device=self.holder, generator=self.generator)
-            pieces = ((t.x[idx], t.y[idx]) for idx in order.split(self.batch_size))
-        elif t.y is None:
-            pieces = ((xb, None) for xb in t.x.split(self.batch_size))
+            pieces = ((t.x[idx], t.y[idx], None if t.w is None else t.w[idx]) for idx in order.split(self.batch_size))
         else:
-            pieces = zip(t.x.split(self.batch_size), t.y.split(self.batch_size))
+            k = -(-self.n // self.batch_size)
+            pieces = zip(t.x.split(self.batch_size), [None] * k if t.y is None else t.y.split(self.batch_size),
+                         [None] * k if t.w is None else t.w.split(self.batch_size))
         copy = self.holder != self.device  # data too large for the GPU: copy batch by batch
         reformat = self.memory_format is not torch.contiguous_format and t.x.ndim == 4
-        for xb, yb in pieces:
+        for xb, yb, wb in pieces:
             if copy:
                 xb = xb.to(self.device, non_blocking=True)
                 yb = None if yb is None else yb.to(self.device, non_blocking=True)
+                wb = None if wb is None else wb.to(self.device, non_blocking=True)
             if reformat:
                 xb = xb.contiguous(memory_format=self.memory_format)
-            yield xb, yb
+            yield xb, yb, wb
 
     def _loaded(self):
         from torch.utils.data import DataLoader, IterableDataset

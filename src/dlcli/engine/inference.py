@@ -32,10 +32,13 @@ class Gathered:
         self.chunks: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.out: list[torch.Tensor] = []
         self.y: list[torch.Tensor | None] = []
+        self.w: list[torch.Tensor] = []  # event weights, when batches carry them (small: kept as they come)
 
-    def add(self, out: torch.Tensor, y: torch.Tensor | None) -> None:
+    def add(self, out: torch.Tensor, y: torch.Tensor | None, w: torch.Tensor | None = None) -> None:
         self.out.append(out)
         self.y.append(y)
+        if w is not None:
+            self.w.append(w)
         if len(self.out) == self.CHUNK:
             self.chunks.append((torch.cat(self.out), None if y is None else torch.cat(self.y)))
             self.out, self.y = [], []
@@ -48,11 +51,12 @@ class Gathered:
         shape per row, for a pass over no rows.
         """
         parts = self.chunks + list(zip(self.out, self.y))
-        self.chunks, self.out, self.y = [], [], []
+        weight = torch.cat(self.w).double().cpu().numpy() if self.w else None
+        self.chunks, self.out, self.y, self.w = [], [], [], []
         binary = task == "binary"  # p(positive) (n, 1) -> both classes' probabilities (n, 2), ids 0/1
         if not parts:
             y_prob = np.empty((0, 2) if binary else (0, *width), dtype=np.float32)
-            return Outputs(task, np.empty(0, dtype=np.uint8 if binary else np.int64), y_prob)
+            return Outputs(task, np.empty(0, dtype=np.uint8 if binary else np.int64), y_prob, weight)
         n = sum(len(o) for o, _ in parts)
         out, y = parts[0]
         y_prob = out.new_empty((n, 2) if binary else (n, *out.shape[1:]), dtype=torch.float32)
@@ -75,21 +79,30 @@ class Gathered:
                     y_true[start:stop] = y.reshape(stop - start, *y_true.shape[1:])
                 start = stop
                 del out, y, p
-        return Outputs(task, None if y_true is None else y_true.cpu().numpy(), y_prob.cpu().numpy())
+        return Outputs(task, None if y_true is None else y_true.cpu().numpy(), y_prob.cpu().numpy(), weight)
 
 
 @torch.inference_mode()
 def evaluate_batches(model, loss_fn, batches: Batches, *, precision: str = "fp32") -> tuple[float | None, Outputs]:
-    """Loss (None without a loss or targets) and outputs over a whole split; one host transfer at the end."""
-    total = torch.zeros((), device=batches.device)
+    """Loss (None without a loss or targets) and outputs over a whole split; one host transfer at the end.
+    With event weights the loss is sum(w l) / sum(w) over the split."""
+    wide = torch.float32 if batches.device.type == "mps" else torch.float64  # (MPS has no float64)
+    total = torch.zeros((), device=batches.device, dtype=wide)
+    weight_sum = torch.zeros((), device=batches.device, dtype=wide)
     gathered = Gathered()
     with inference(model), autocast(batches.device, precision):
-        for xb, yb in batches.epoch(0):
+        for xb, yb, wb in batches.weighted_epoch(0):
             raw = model(xb)
             if loss_fn is not None:
-                total += loss_fn(raw, yb).float() * len(xb)
-            gathered.add(raw, yb)
-    loss = (total / max(batches.n, 1)).item() if loss_fn is not None else None
+                if wb is None:
+                    total += loss_fn(raw, yb).to(wide) * len(xb)
+                else:
+                    w_sum = wb.to(wide).sum()
+                    total += loss_fn(raw, yb, wb).to(wide) * w_sum
+                    weight_sum += w_sum
+            gathered.add(raw, yb, wb)
+    rows = weight_sum if batches.weighted else max(batches.n, 1)
+    loss = (total / rows).item() if loss_fn is not None else None
     return loss, gathered.outputs(batches.task, model.head, tuple(model.output_shape))
 
 
@@ -149,12 +162,13 @@ def convolutional(model) -> bool:
 
 def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, device: torch.device, *,
                    workers: int | str = "auto", precision: str = "fp32", threads: int | str = "auto",
-                   note: Callable[[str], None] | None = None) -> tuple[float | None, Outputs]:
+                   note: Callable[[str], None] | None = None,
+                   weights: np.ndarray | None = None) -> tuple[float | None, Outputs]:
     """A split as the data gives it ((x, y) arrays, (x, None) for inputs alone, or a torch Dataset) -> loss
     and outputs, from a trained model. `threads` as train.threads (`auto` times the first batch both
     ways); `note` hears the choice."""
     memory_format, batch_size = for_inference(model, device, batch_size)
-    batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format)
+    batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format, weights=weights)
     with inference(model), torch.no_grad():
         first = next(iter(batches.epoch(0)), (None, None))[0]
         chosen = choose_inference_threads(threads, device, lambda: first is not None and model(first))

@@ -40,9 +40,10 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
     loss_fn.to(device)
     splits = setup.data.splits
     train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
-                            workers=cfg.data.workers, memory_format=fmt)
+                            workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("train"))
     val_batches = (Batches(splits["val"], task, device, inference_batch_size(model, device, tc.eval_batch_size),
-                           workers=cfg.data.workers, memory_format=fmt) if "val" in splits else None)
+                           workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("val"))
+                   if "val" in splits else None)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     monitor = monitored(setup)
     schedule = build_schedule(cfg.schedule, optimizer, epochs=tc.epochs, steps_per_epoch=len(train_batches))
@@ -73,10 +74,10 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
             model.train()
             running = training.running = RunningLoss(torch.zeros((), device=device))
             gathered = Gathered()  # this epoch's predictions, for train_<metric>: read once, at the end
-            for b, (xb, yb) in enumerate(train_batches.epoch(epoch)):
+            for b, (xb, yb, wb) in enumerate(train_batches.weighted_epoch(epoch)):
                 with autocast(device, tc.precision):
                     out = forward(xb)
-                    loss = loss_fn(out, yb)
+                    loss = loss_fn(out, yb) if wb is None else loss_fn(out, yb, wb)  # sum(w l) / sum(w)
                 optimizer.zero_grad(set_to_none=True)
                 grad_scaler.scale(loss).backward()  # fp16 scales the loss; otherwise these calls pass through
                 if tc.clip_grad_norm or tc.clip_grad_value:
@@ -86,13 +87,13 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                 grad_scaler.update()
                 if per_step:
                     schedule.step_batch()
-                running.add(loss, len(xb))
+                running.add(loss, len(xb), None if wb is None else wb.sum())
                 if tc.train_metrics:
-                    gathered.add(out.detach(), yb)
+                    gathered.add(out.detach(), yb, wb)
                 for cb in per_batch:
                     cb.on_train_batch_end(training, b)
 
-            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(running.total, train_batches.n, epoch)}
+            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(running.total, running.denominator, epoch)}
             if tc.train_metrics:
                 train_out = gathered.outputs(task, model.head)
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
@@ -149,7 +150,7 @@ def memory_format(option, model) -> torch.memory_format:
     return torch.channels_last if use and convolutional(model) else torch.contiguous_format
 
 
-def _train_loss(total: torch.Tensor, rows: int, epoch: int) -> float:
+def _train_loss(total: torch.Tensor, rows, epoch: int) -> float:
     train_loss = (total / rows).item()  # the epoch's one host sync
     if not math.isfinite(train_loss):
         raise TrainingFailed(f"the training loss became {train_loss} at epoch {epoch}; lower optimizer.lr, "

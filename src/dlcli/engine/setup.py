@@ -17,8 +17,10 @@ from torch import nn
 from ..config import Config
 from ..config.checks import channels_last
 from ..config.schema import SOURCES
-from ..data import Dataset, Fitted, load_dataset
+from ..data import Dataset, Fitted, in_memory, load_dataset
+from ..data.labels import class_names
 from ..data.resources import available_memory
+from ..data.tables.weights import class_factors
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
@@ -62,6 +64,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         with cfg.section("data"):
             dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
                                    fill=fitted.fill)
+        weigh_events(cfg, dataset, task)
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
             first = channels_last(cfg.model.input_shape)
             why = " (dlcli is channels-first: [channels, height, width])" if first == list(dataset.input_shape) else ""
@@ -84,12 +87,44 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         output_activation=model.output_activation,
         activation=model.head,
         class_counts=dataset.class_counts() if dataset else None,
+        class_weight_sums=class_weight_sums(dataset),
         config_dir=cfg.base_dir,
         output_shape=model.output_shape,
     )
     with cfg.section("loss"):
         loss = build_loss(cfg.loss, context)
     return Setup(cfg, dataset, model, loss, task, threads)
+
+
+def weigh_events(cfg: Config, dataset: Dataset, task: str) -> None:
+    """data.weight's event weights need in-memory splits; train.class_weight multiplies into the train
+    split's (or becomes them); data.class_names must name the classes. ConfigErrors at the key."""
+    streamed = [name for name, split in dataset.splits.items() if not in_memory(split)]
+    if streamed and (cfg.data.weight or cfg.train.class_weight is not None):
+        key = "data.weight" if cfg.data.weight else "train.class_weight"
+        raise cfg.error(key, f"event and class weights need the splits in memory, and {', '.join(streamed)} "
+                        "is streamed; set data.stream: false (weighted streaming is not supported yet)")
+    if cfg.data.class_names is not None:
+        with cfg.section("data"):
+            class_names(cfg.data.class_names, dataset.classes)
+    if cfg.train.class_weight is None:
+        return
+    if task == "regression":
+        raise cfg.error("train.class_weight", "weighs classes, and this is a regression task; remove it")
+    y = dataset.splits["train"][1]
+    w = dataset.weight("train")
+    totals = np.bincount(y, weights=w, minlength=len(dataset.classes))
+    with cfg.section("train"):
+        factors = class_factors(cfg.train.class_weight, dataset.classes, totals)
+    dataset.weights = {**(dataset.weights or {}), "train": factors[y] * (1.0 if w is None else w)}
+
+
+def class_weight_sums(dataset: Dataset | None) -> list[float] | None:
+    """The train split's event-weight sum per class (class_balanced's totals: weights)."""
+    if dataset is None or dataset.classes is None or dataset.weight("train") is None:
+        return None
+    return np.bincount(dataset.splits["train"][1], weights=dataset.weight("train"),
+                       minlength=len(dataset.classes)).tolist()
 
 
 def check_memory(cfg: Config, model: Network, data: Dataset | None, device: torch.device) -> None:

@@ -44,13 +44,23 @@ class RunningLoss:
 
     total: torch.Tensor
     rows: int = 0
+    weight: torch.Tensor | None = None  # with event weights: their sum so far (the mean's denominator)
 
-    def add(self, loss: torch.Tensor, rows: int) -> None:
-        self.total.add_(loss.detach(), alpha=rows)
+    def add(self, loss: torch.Tensor, rows: int, weight: torch.Tensor | None = None) -> None:
+        """A batch's mean loss over `rows` rows; with event weights, its weighted mean and the weights' sum."""
+        if weight is None:
+            self.total.add_(loss.detach(), alpha=rows)
+        else:
+            self.total.add_(loss.detach() * weight)
+            self.weight = weight.detach().clone() if self.weight is None else self.weight + weight.detach()
         self.rows += rows
 
+    @property
+    def denominator(self):
+        return self.weight if self.weight is not None else max(self.rows, 1)
+
     def mean(self) -> float:
-        return (self.total / max(self.rows, 1)).item()
+        return (self.total / self.denominator).item()
 
 
 @dataclass

@@ -12,7 +12,7 @@ probability rows; regression -> float (N, k). The result is the mean over the ba
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +47,7 @@ class LossContext:
     output_activation: str | None  # canonical name of the last layer's activation; None = linear
     activation: nn.Module | None  # that activation as a module (None = identity)
     class_counts: list[int] | None = None  # training-set count per class index; None for regression
+    class_weight_sums: list[float] | None = None  # training-set event-weight sum per class (data.weight)
     config_dir: Path = Path(".")  # custom loss files are relative to this
     output_shape: tuple[int, ...] | None = None  # the model's, per sample: a custom loss is tried on it
 
@@ -92,13 +93,19 @@ class Loss(nn.Module):
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight)
 
-    def forward(self, raw: Tensor, target: Tensor) -> Tensor:
-        if self.mean is not None and self.class_weight is None:  # the fused losses: no activation to apply
+    def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w) (a custom loss, which
+        returns its own scalar, is not weighted)."""
+        if weight is None and self.mean is not None and self.class_weight is None:  # fused: one call
             return self.mean(raw if self.fused else self.activation(raw), target)
         loss = self.terms(self.activation(raw), target)
         if self.class_weight is not None:
             loss = loss * _sample_weights(self.class_weight.to(raw), raw, target, self.task)
-        return loss.mean()
+        if weight is None or loss.dim() == 0:
+            return loss.mean()
+        per_event = loss.reshape(len(weight), -1).mean(dim=1)
+        weight = weight.to(per_event.dtype)
+        return (per_event * weight).sum() / weight.sum()
 
     def extra_repr(self) -> str:
         return self.name
@@ -205,9 +212,11 @@ def focal(ctx: LossContext, *, gamma: NonNegFloat = 2.0, alpha: Alpha = 0.25) ->
                  tasks_from="base")
 def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "inverse_frequency",
                    beta: Fraction = 0.999, normalize: bool = True, gamma: NonNegFloat = 2.0,
-                   alpha: Alpha = None) -> nn.Module:
+                   alpha: Alpha = None, totals: Literal["counts", "weights"] = "counts") -> nn.Module:
     """The base loss of each sample (bce, cce or focal) times its class's weight w_c: inverse_frequency (the
     lecture's 1/N_c), effective_number (Cui et al. 2019), or a list; normalized to sum to the class count.
+
+    totals: weights takes N_c as the class's sum of event weights (data.weight) instead of its count.
 
     inverse_frequency: w_c ∝ 1/N_c, N_c = training samples of class c. With normalize: false the
     binary loss is the lecture's -(1/N)((1/N_i) Σ_(k∈i) y_k log ŷ_k + (1/N_j) Σ_(k∈j) (1-y_k) log(1-ŷ_k)).
@@ -217,6 +226,11 @@ def class_balanced(ctx: LossContext, *, base: Base = None, weights: Weights = "i
     """
     base = base or ("binary_crossentropy" if ctx.task == "binary" else "categorical_crossentropy")
     _check(ctx, f"class_balanced with base {base}", implied_task(LOSSES.get(base).tasks))
+    if totals == "weights" and isinstance(weights, str):
+        if ctx.class_weight_sums is None:
+            raise SpecError("totals: weights takes the class totals from the event weights; set data.weight, "
+                            "or use totals: counts", key="totals")
+        ctx = replace(ctx, class_counts=ctx.class_weight_sums)
     class_weight = _class_weights(ctx, weights, beta, normalize)
     if base == "focal":
         terms, alpha_weight = _focal_parts(ctx, gamma, alpha)

@@ -7,19 +7,77 @@ pays its import (memory and start-up time).
 Classification metrics take class indices and probabilities; precision, recall and F1 are for the
 positive class (index 1) in a binary task and macro-averaged over classes in a multi-class one;
 ROC AUC is one-vs-rest, macro-averaged, for multi-class.
+
+With event weights (`Outputs.weight`, data.weight) every metric is weighted, as scikit-learn's
+`sample_weight`; the AUC is computed from the weighted ROC (physics.py), which works with negative
+weights. The binary figures of merit take their working point in the name: `rejection@eff=0.5`
+(1/eps_B at signal efficiency 0.5), `efficiency@rej=100`, and `ams` (`ams@b_reg=10`, or
+`{name: ams, b_reg: 10}`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
-from ..registry import CLASSIFICATION, REGRESSION, Registry
+from ..registry import BINARY, CLASSIFICATION, REGRESSION, Registry
+from . import physics
 
-METRICS = Registry("metric")
+
+class MetricRegistry(Registry):
+    """Metric names may carry their parameters: `rejection@eff=0.5` is {name: rejection, eff: 0.5}, and is
+    the metric's name in metrics.csv, evaluation.json and an early-stopping monitor (`val_rejection@eff=0.5`)."""
+
+    def expand(self, spec: Any) -> Any:
+        if isinstance(spec, str) and "@" in spec:
+            base, _, rest = spec.partition("@")
+            params = {}
+            for part in rest.split(","):
+                key, _, value = part.partition("=")
+                try:
+                    params[key.strip()] = float(value)
+                except ValueError:
+                    params[key.strip()] = value.strip()
+            return {"name": base.strip(), **params}
+        return spec
+
+    def check(self, spec: Any, where: tuple = ()):
+        checked, problems = super().check(spec, where)
+        if checked is None or problems:
+            return checked, problems
+        return {"name": metric_label(checked)}, problems
+
+    def canonical(self, name: Any) -> str | None:
+        if isinstance(name, str) and "@" in name:
+            spec = self.expand(name)
+            return super().canonical(spec["name"]) and name
+        return super().canonical(name)
+
+    def get(self, name: str):
+        if isinstance(name, str) and "@" in name:
+            spec = self.expand(name)
+            entry, params, _ = self.parse(spec)
+            return replace(entry, name=metric_label({"name": entry.name, **params}),
+                           builder=partial(entry.builder, **params))
+        return super().get(name)
+
+
+def metric_label(spec: dict) -> str:
+    """{name: rejection, eff: 0.5} -> "rejection@eff=0.5"; a plain name stays as it is."""
+    params = {k: v for k, v in spec.items() if k != "name"}
+    if not params:
+        return spec["name"]
+    return spec["name"] + "@" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in params.items())
+
+
+METRICS = MetricRegistry("metric")
 
 
 @dataclass
@@ -29,6 +87,7 @@ class Outputs:
     task: str
     y_true: np.ndarray | None  # class ids (n,) (uint8 for binary), or values (n, k); None for inputs alone
     y_prob: np.ndarray  # probabilities (n, C) for classification (C = 2 for binary); values (n, k) for regression
+    weight: np.ndarray | None = None  # event weights (n,) (data.weight); None: every row weighs 1
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -46,26 +105,26 @@ class Outputs:
                   tasks=CLASSIFICATION)
 def accuracy(out: Outputs) -> float:
     """The share of rows whose predicted class is the true class."""
-    return float(np.mean(out.y_true == out.y_pred)) if len(out.y_true) else math.nan
+    return float(_mean(out.y_true == out.y_pred, out.weight)) if len(out.y_true) else math.nan
 
 
 @METRICS.register("precision", tasks=CLASSIFICATION)
 def precision(out: Outputs) -> float:
     """TP / (TP + FP): of the rows predicted positive, the share that are."""
-    return _skm().precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0,
+    return _skm().precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight,
                                labels=_labels(out))
 
 
 @METRICS.register("recall", tasks=CLASSIFICATION)
 def recall(out: Outputs) -> float:
     """TP / (TP + FN): of the positive rows, the share predicted so."""
-    return _skm().recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+    return _skm().recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight, labels=_labels(out))
 
 
 @METRICS.register("f1", "f1_score", tasks=CLASSIFICATION)
 def f1(out: Outputs) -> float:
     """The harmonic mean of precision and recall."""
-    return _skm().f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, labels=_labels(out))
+    return _skm().f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight, labels=_labels(out))
 
 
 @METRICS.register("auc", "roc_auc", "AUC", tasks=CLASSIFICATION)
@@ -75,9 +134,12 @@ def auc(out: Outputs) -> float:
     if len(present) < 2:
         return math.nan
     if out.task == "binary":
-        return _skm().roc_auc_score(out.y_true, out.y_prob[:, 1])
+        return physics.weighted_auc(out.y_true, out.y_prob[:, 1], out.weight)
     if len(present) < out.y_prob.shape[1]:
         return math.nan  # one-vs-rest needs every class present
+    if out.weight is not None:  # one-vs-rest, macro-averaged, from the weighted ROC of each class
+        return float(np.mean([physics.weighted_auc(out.y_true == c, out.y_prob[:, c], out.weight)
+                              for c in range(out.y_prob.shape[1])]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _skm().roc_auc_score(out.y_true, out.y_prob, multi_class="ovr", average="macro")
@@ -86,7 +148,7 @@ def auc(out: Outputs) -> float:
 @METRICS.register("mse", "mean_squared_error", tasks=REGRESSION)
 def mse(out: Outputs) -> float:
     """mean((ŷ - y)²)."""
-    return float(np.mean(np.square(_error(out))))
+    return float(_mean(np.square(_error(out)), out.weight))
 
 
 @METRICS.register("rmse", "root_mean_squared_error", tasks=REGRESSION)
@@ -98,13 +160,42 @@ def rmse(out: Outputs) -> float:
 @METRICS.register("mae", "mean_absolute_error", tasks=REGRESSION)
 def mae(out: Outputs) -> float:
     """mean(abs(ŷ - y))."""
-    return float(np.mean(np.abs(_error(out))))
+    return float(_mean(np.abs(_error(out)), out.weight))
 
 
 @METRICS.register("r2", "r2_score", "r_squared", tasks=REGRESSION)
 def r2(out: Outputs) -> float:
     """1 - Σ(ŷ - y)² / Σ(y - mean(y))²: the share of the target's variance the model explains."""
-    return _skm().r2_score(out.y_true, out.y_pred)
+    return _skm().r2_score(out.y_true, out.y_pred, sample_weight=out.weight)
+
+
+EfficiencyLevel = Annotated[float, Field(gt=0, lt=1)]
+
+
+@METRICS.register("rejection", "background_rejection", tasks=BINARY)
+def rejection(out: Outputs, *, eff: EfficiencyLevel = 0.5) -> float:
+    """1/eps_B, the background rejection, at a signal efficiency eff: rejection@eff=0.5 (weighted ROC)."""
+    return physics.rejection_at(out.y_true, out.y_prob[:, 1], out.weight, eff=eff)
+
+
+@METRICS.register("efficiency", "signal_efficiency", tasks=BINARY)
+def efficiency(out: Outputs, *, rej: Annotated[float, Field(gt=1)] = 100.0) -> float:
+    """The signal efficiency at a background rejection 1/eps_B = rej: efficiency@rej=100 (weighted ROC)."""
+    return physics.efficiency_at(out.y_true, out.y_prob[:, 1], out.weight, rej=rej)
+
+
+@METRICS.register("ams", "AMS", tasks=BINARY)
+def ams(out: Outputs, *, b_reg: Annotated[float, Field(ge=0)] = 10.0) -> float:
+    """HiggsML's sqrt(2((s+b+b_reg) ln(1+s/(b+b_reg)) - s)) at the best cut; s, b: weight sums (data.weight)."""
+    return physics.best_ams(out.y_true, out.y_prob[:, 1], out.weight, b_reg=b_reg)[0]
+
+
+def _mean(values: np.ndarray, weight: np.ndarray | None) -> float:
+    """Row values' mean, weighted by the event weights when there are some (rows of several values: their mean)."""
+    if weight is None:
+        return float(np.mean(values))
+    values = np.asarray(values, dtype=np.float64).reshape(len(weight), -1).mean(axis=1)
+    return float(np.sum(weight * values) / np.sum(weight))
 
 
 def _error(out: Outputs) -> np.ndarray:
@@ -123,15 +214,19 @@ def _labels(out: Outputs):
     return None if out.task == "binary" else list(range(out.y_prob.shape[1]))
 
 
+REPORTED = {"rejection": "rejection@eff=0.5", "efficiency": "efficiency@rej=100"}  # as `evaluate` lists them
+
+
 def compute(names: list[str], out: Outputs) -> dict[str, float]:
     return {name: float(METRICS.get(name).builder(out)) for name in names}
 
 
 def report(out: Outputs) -> dict:
     """Every metric of the task, plus the confusion matrix for classification: what `evaluate` shows."""
-    names = [n for n in METRICS.names() if out.task in METRICS.get(n).tasks]
+    names = [REPORTED.get(n, n) for n in METRICS.names() if out.task in METRICS.get(n).tasks]
     result: dict = {"metrics": compute(names, out)}
     if out.task in CLASSIFICATION:
         labels = list(range(out.y_prob.shape[1]))
-        result["confusion_matrix"] = _skm().confusion_matrix(out.y_true, out.y_pred, labels=labels).tolist()
+        matrix = _skm().confusion_matrix(out.y_true, out.y_pred, labels=labels, sample_weight=out.weight)
+        result["confusion_matrix"] = matrix.tolist()
     return result

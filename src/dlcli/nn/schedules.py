@@ -58,7 +58,7 @@ class Plateau:
 
 _PLATEAU_PROGRESS = ("best", "num_bad_epochs", "cooldown_counter", "last_epoch", "_last_lr")
 
-_MAXIMIZED = ("acc", "auc", "f1", "precision", "recall", "r2")
+_MAXIMIZED = ("acc", "auc", "f1", "precision", "recall", "r2", "rejection", "efficiency", "ams")
 
 
 def monitor_mode(monitor: str, mode: str = "auto") -> Literal["min", "max"]:

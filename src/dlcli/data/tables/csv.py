@@ -36,14 +36,30 @@ class CsvTable(Table):
             # Only the columns used are parsed, so unused wide columns never take memory, and features
             # are parsed straight to float32: a float64 copy of a large table would double its size.
             # A column holding text fails that; the untyped read then lets the checks name its row.
-            features = {name: np.float32 for name in names if name != self.origin.target}
+            features = {name: np.float32 for name in names if name not in (self.origin.target, self.origin.data.weight)}
             try:
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=features)
             except ValueError:
                 frame = pd.read_csv(self.file, sep=self.sep, usecols=names)
         return frame.set_axis([str(c) for c in frame.columns], axis=1)
 
-    def read_float32(self, features, target):
+    def read_exact(self, names):
+        """Each column as numbers only where that is lossless (the text of every field is the number's own,
+        so writing it back gives the same bytes: 123456789012345 becomes an int64, 007 or 1e5 stay text)."""
+        with reading_errors(self.origin, self.what, *self._errors):
+            frame = pd.read_csv(self.file, sep=self.sep, usecols=names, dtype=str, keep_default_na=False)
+        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)[list(names)]
+        for name in frame.columns:
+            text = frame[name]
+            try:
+                number = pd.to_numeric(text)
+            except (ValueError, TypeError):
+                continue
+            if number.dtype.kind in "iuf" and (number.astype(str) == text).all():
+                frame[name] = number
+        return frame
+
+    def read_float32(self, features, target, extra=()):
         """Parse in chunks of rows into one preallocated float32 array: memory stays near the array's size
         (a whole-file parse holds the parser's buffers and a frame besides)."""
         if target in features:
@@ -54,16 +70,16 @@ class CsvTable(Table):
         x = np.empty((lines + 1, len(features)), dtype=np.float32)  # at most one row per line
         targets, filled = [], 0
         try:
-            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target], chunksize=1 << 13,
-                                     dtype={name: np.float32 for name in features}):
+            for frame in pd.read_csv(self.file, sep=self.sep, usecols=[*features, target, *extra],
+                                     chunksize=1 << 13, dtype={name: np.float32 for name in features}):
                 x[filled:filled + len(frame)] = frame[features].to_numpy(np.float32)
-                targets.append(frame[target])
+                targets.append(frame[[target, *extra]])
                 filled += len(frame)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
             return None  # text in a feature column, or a malformed file: `read` says where
         if filled == 0:
             return None
-        frame = pd.concat(targets, ignore_index=True).to_frame(target)
+        frame = pd.concat(targets, ignore_index=True)
         return x[:filled], frame
 
     def estimated_rows(self) -> int:

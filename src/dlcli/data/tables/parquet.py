@@ -27,7 +27,7 @@ class ParquetTable(Table):
     def read(self, names):
         return self.parquet.read(columns=names).to_pandas()
 
-    def read_float32(self, features, target):
+    def read_float32(self, features, target, extra=()):
         """Row group by row group into one preallocated float32 array: a whole-file read holds the arrow
         table, its pandas frame and the float32 copy at once, five times the array at the peak
         (benchmarks/RESULTS.md, 2026-12-02). Numeric and boolean columns only (else None: `read`)."""
@@ -46,11 +46,11 @@ class ParquetTable(Table):
         x = np.empty((rows, len(features)), dtype=np.float32)
         targets, start = [], 0
         for group in range(self.parquet.num_row_groups):
-            block = self.parquet.read_row_group(group, columns=[*features, target])
+            block = self.parquet.read_row_group(group, columns=[*features, target, *extra])
             stop = start + block.num_rows
             for j, name in enumerate(features):  # nulls -> NaN, as pandas' conversion gives them
                 x[start:stop, j] = block.column(name).cast(pa.float32()).to_numpy()
-            targets.append(block.select([target]).to_pandas())
+            targets.append(block.select([target, *extra]).to_pandas())
             start = stop
             del block
         return x, pd.concat(targets, ignore_index=True)

@@ -33,6 +33,7 @@ from .columns import (
     plural,
     target_values,
 )
+from .weights import apply_negative, check_weight_column, negative_note, weight_values
 
 
 @dataclass
@@ -45,12 +46,18 @@ class Rows:
     names: list[str] | None  # one name per feature value; None for images
     origin: Origin
     notes: list[str] = field(default_factory=list)  # what reading did: rows dropped, ...
+    w: np.ndarray | None = None  # float64 event weights (n,) with data.weight
+    index: np.ndarray | None = None  # each row's 0-based row number in its file (None: 0..n-1)
 
     def __len__(self) -> int:
         return len(self.x)
 
     def take(self, index: np.ndarray) -> Rows:
-        return Rows(self.x[index], self.y[index], self.columns, self.names, self.origin, self.notes)
+        return Rows(self.x[index], self.y[index], self.columns, self.names, self.origin, self.notes,
+                    None if self.w is None else self.w[index], self.file_rows()[index])
+
+    def file_rows(self) -> np.ndarray:
+        return np.arange(len(self.x)) if self.index is None else self.index
 
 
 @dataclass(frozen=True)
@@ -80,29 +87,36 @@ def frame_rows(frame: pd.DataFrame, origin: Origin, task: str, columns: list[str
 def table_rows(table: Table, origin: Origin, task: str, columns: list[str] | None = None) -> Rows:
     """Features as one float32 array (column by column: no float64 table copy), target as labels."""
     features = choose(table, origin, columns)
-    numeric = table.read_float32(features, origin.target)
+    weight = [origin.data.weight] if origin.data.weight else []
+    check_weight_column(table.names, table.kind, origin)
+    numeric = table.read_float32(features, origin.target, weight)
     if numeric is not None:  # features parsed straight into one float32 array
         x, block = numeric
         names = list(features)
     else:
-        block = table.read([*features, origin.target])
+        block = table.read([*features, origin.target, *weight])
         if block_length(block, features, origin) == 0:
             raise SpecError(f"{origin.file} has no data rows{table.empty_hint}", origin.key)
         x, names = feature_values(block, features, origin)
     check_missing(x, names or features, origin)
     y = target_values(block, origin, task)
+    w = weight_values(block, origin)
     del block
-    notes = []
+    notes, index = [], None
+    if w is not None:
+        w, negative = apply_negative(w, origin.data.negative_weights)
+        notes += [n for n in [negative_note(negative, len(w), Path(origin.file).name, origin.data.negative_weights)] if n]
     if origin.data.missing == "drop":
         nan = np.isnan(x.reshape(len(x), -1))
         lost = nan.any(axis=1)
         if lost.any():
             notes.append(drop_note(origin.file, int(lost.sum()), len(x), nan.any(axis=0), names or features))
-            x, y = x[~lost], y[~lost]
+            x, y, index = x[~lost], y[~lost], np.flatnonzero(~lost)
+            w = None if w is None else w[~lost]
             if len(x) == 0:
                 raise SpecError(f"{origin.file}: every row has a missing value; with missing: drop no rows "
                                 "are left (use missing: mean)", "missing")
-    return Rows(x, y, features, names, origin, notes)
+    return Rows(x, y, features, names, origin, notes, w, index)
 
 
 def choose(table: Table, origin: Origin, wanted: list[str] | None = None, *, need_target: bool = True) -> list[str]:
@@ -136,7 +150,7 @@ def choose(table: Table, origin: Origin, wanted: list[str] | None = None, *, nee
         if name not in available:
             raise SpecError(f"{origin.file} has no {kind} '{name}' to drop{did_you_mean(name, available)}"
                             f"{table.listing()}", f"drop[{i}]")
-    chosen = [c for c in table.defaults() if c != target and c not in drop]
+    chosen = [c for c in table.defaults() if c != target and c not in drop and c != origin.data.weight]
     if not chosen:
         raise SpecError(f"{origin.file} has no feature {plural(kind)} besides the target '{target}'",
                         "drop" if drop else "target")
@@ -221,9 +235,16 @@ class Table:
     def read(self, names: list[str]) -> Block:
         return self.slice(names, 0, self.estimated_rows())
 
-    def read_float32(self, features: list[str], target: str) -> tuple[np.ndarray, pd.DataFrame] | None:
-        """(features as float32 (n, d), a frame holding the target) without a whole-table copy, where a
-        format can do that cheaply; None to use `read`, whose checks name a non-numeric value's row."""
+    def read_exact(self, names: list[str]) -> Block:
+        """Columns as the file holds them, to pass through next to predictions: text formats give the text
+        of each field (an int64 event ID never goes through a float), others their own types."""
+        return self.read(names)
+
+    def read_float32(self, features: list[str], target: str,
+                     extra: list[str] = ()) -> tuple[np.ndarray, pd.DataFrame] | None:
+        """(features as float32 (n, d), a frame holding the target and the `extra` columns (the event
+        weight)) without a whole-table copy, where a format can do that cheaply; None to use `read`, whose
+        checks name a non-numeric value's row."""
         return None
 
     def slice(self, names: list[str], start: int, stop: int) -> Block:
