@@ -17,6 +17,7 @@ from ..errors import ConfigError, SpecError
 from ..registry import implied_task, lookup
 from .lines import locate
 from .overrides import parse_key_path
+from .space import TuneConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -192,6 +193,7 @@ class Config(Section):
     schedule: Any = None
     train: TrainConfig = TrainConfig()
     metrics: list[str] | None = None
+    tune: TuneConfig | None = None  # dlcli tune's study and search space (config/space.py); training ignores it
 
     @field_validator("name")
     @classmethod

@@ -17,11 +17,12 @@ from torch import nn
 from ..config import Config
 from ..config.checks import channels_last
 from ..config.schema import SOURCES
-from ..data import Dataset, Fitted, load_dataset
+from ..data import Dataset, Fitted
 from ..data.resources import available_memory
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
+from .datacache import cached_dataset
 from .threads import Threads, choose_threads
 
 
@@ -60,7 +61,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
     if cfg.data is not None and (need_data or not (cfg.model.input_shape or input_shape)):
         with cfg.section("data"):
-            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
+            dataset = cached_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
                                    fill=fitted.fill)
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
             first = channels_last(cfg.model.input_shape)
