@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 
 from .. import runs
-from ..config.space import ParamSpec
+from ..config.space import ParamSpec, overrides_of
 from ..engine.callbacks import Callback
 from ..errors import DlcliError, RunError, Stopped, TrainingFailed
 from ..runs.layout import CHECKPOINTS
@@ -75,16 +74,6 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
         else:
             values[key] = trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
     return values
-
-
-def override(key: str, value) -> str:
-    """`key=value`, the value written so that the override reads it back as it is (1e-05 as a float)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
-    return f"{key}={text.removesuffix('...').strip()}"
-
-
-def overrides_of(params: dict) -> list[str]:
-    return [override(k, v) for k, v in params.items()]
 
 
 class Report(Callback):

@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import runs
-from ..config import Config, load_config
+from ..config import Config
 from ..config.space import ParamSpec
-from ..errors import ConfigError, RunError, Stopped
-from ..messages import did_you_mean, key_path
+from ..errors import RunError, Stopped
+from ..messages import key_path
 from ..runs.lock import RunLock, is_locked
-from .trial import Outcome, Plan, overrides_of, run_trial
+from .trial import Outcome, Plan, run_trial
+from .tune_checks import base_config, check_objective, check_space, objective_mode, tune_config
 
 TUNE_DIR = "tune"  # runs/tune/<study>/
 TUNE_YAML = "tune.yaml"
 JOURNAL = "journal.log"
 WORKERS = "workers"
-SPACE_SAMPLES = 8  # random draws dlcli validate (and tune) check, beyond each entry's ends
 MAX_FAILURES_IN_A_ROW = 3  # as keras-tuner's max_consecutive_failed_trials
 # Settings a study may change between commands: how long it runs and how, not what it searches.
 ADJUSTABLE = ("n_trials", "timeout", "workers", "sampler", "pruner", "study", "storage")
@@ -48,80 +48,6 @@ class TuneResult:
     best: dict | None  # number, value, params, run_dir of the best trial
     trials: list[dict] = field(default_factory=list)  # trials.csv's rows
     counts: dict = field(default_factory=dict)  # state -> trials
-
-
-# ---- checks before anything runs -------------------------------------------------------------------
-
-def tune_config(config: str | Path | Config, overrides=()) -> Config:
-    cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    if cfg.tune is None:
-        raise cfg.error("tune", "is missing: dlcli tune needs a tune: section with a space, e.g. tune: {objective: "
-                        "{metric: val_loss}, space: {optimizer.lr: {type: float, low: 1.0e-4, high: 0.1, log: true}}}")
-    return cfg
-
-
-def logged_columns(cfg: Config) -> list[str]:
-    """metrics.csv's columns for this config (as engine/loop.py writes them)."""
-    names = [n for n in cfg.metric_names]
-    cols = ["lr", "train_loss"] + ([f"train_{n}" for n in names] if cfg.train.train_metrics else [])
-    data = cfg.data
-    if data is not None and (data.val or data.split.val > 0):
-        cols += ["val_loss", *(f"val_{n}" for n in names)]
-    return cols + ["epoch_seconds"]
-
-
-def objective_mode(cfg: Config) -> str:
-    from ..nn.schedules import monitor_mode
-
-    return monitor_mode(cfg.tune.objective.metric, cfg.tune.objective.mode)
-
-
-def check_objective(cfg: Config) -> None:
-    metric, cols = cfg.tune.objective.metric, logged_columns(cfg)
-    if metric not in cols:
-        why = " (there is no validation data: set data.split.val)" if metric.startswith("val_") and \
-            "val_loss" not in cols else ""
-        raise cfg.error("tune.objective.metric", f"'{metric}' is not a column this config logs{why}"
-                        f"{did_you_mean(metric, cols)}; metrics.csv will have {', '.join(cols)}")
-
-
-def base_config(cfg: Config) -> dict:
-    """The training config a trial starts from: resolved (defaults in, paths absolute), without tune:."""
-    base = cfg.resolved()
-    base.pop("tune", None)
-    base["name"] = cfg.name or (cfg.file.stem if cfg.file else "tune")
-    return base
-
-
-def space_samples(cfg: Config, n: int = SPACE_SAMPLES) -> list[dict]:
-    """Values to check the space with: every entry at its low end, its high end, every choice, and n seeded
-    random draws of the whole space."""
-    import random
-
-    specs = cfg.tune.space
-    spans = {k: s.values() for k, s in specs.items()}
-    longest = max(len(v) for v in spans.values())
-    samples = [{k: v[min(i, len(v) - 1)] for k, v in spans.items()} for i in range(longest)]
-    rng = random.Random(cfg.seed)
-    for _ in range(n):
-        samples.append({k: rng.choice(v) for k, v in spans.items()})
-    return samples
-
-
-def check_space(cfg: Config) -> None:
-    """Every sampled config passes the schema, or a ConfigError at the space entry that broke it."""
-    base = base_config(cfg)
-    for sample in space_samples(cfg):
-        try:
-            load_config(base, overrides_of(sample))
-        except ConfigError as exc:
-            problem = exc.problems[0]
-            detail, _, source = problem.message.partition(" (from the command-line override '")
-            key = source.split("=", 1)[0] if source else next(
-                (k for k in sample if problem.path.startswith(k)), next(iter(sample)))
-            where = "" if problem.path in ("", key) else f"{problem.path}: "
-            raise cfg.error(f"tune.space.{key}", f"the sampled value {sample[key]!r} makes an invalid config: "
-                            f"{where}{detail}") from None
 
 
 # ---- the study folder and its storage ----------------------------------------------------------------

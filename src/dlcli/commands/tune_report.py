@@ -110,7 +110,7 @@ def best_trial(study) -> dict | None:
 def best_config(base: dict, params: dict) -> dict:
     """The base training config with the winning values, checked, as plain data (no tune: section)."""
     from ..config import load_config
-    from .trial import overrides_of
+    from ..config.space import overrides_of
 
     cfg = load_config(base, overrides_of(params))
     resolved = cfg.resolved()
@@ -119,7 +119,7 @@ def best_config(base: dict, params: dict) -> dict:
 
 
 def write_best(path: Path, base: dict, params: dict) -> Path:
-    from .trial import override
+    from ..config.space import override
 
     header = "# the best trial's config, written by dlcli tune: train it with dlcli train best.yaml\n# " + \
         "  ".join(override(k, v) for k, v in params.items()) + "\n"

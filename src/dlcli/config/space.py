@@ -12,6 +12,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..messages import did_you_mean, normalize
@@ -242,3 +243,13 @@ class TuneConfig(Section):
     @property
     def timeout_seconds(self) -> float | None:
         return None if self.timeout is None else seconds(self.timeout)
+
+
+def override(key: str, value) -> str:
+    """`key=value`, the value written so that the override reads it back as it is (1e-05 as a float)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return f"{key}={text.removesuffix('...').strip()}"
+
+
+def overrides_of(params: dict) -> list[str]:
+    return [override(k, v) for k, v in params.items()]
