@@ -54,8 +54,25 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def run(*args, cwd: Path, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([*DLCLI, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+class Ran:
+    def __init__(self, code, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
+def run(*args, cwd: Path) -> Ran:
+    """`dlcli ARGS` in this process (torch is imported once for all of them), from `cwd`."""
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 # ---- the space: aliases and errors (no training) --------------------------------------------------------
@@ -153,7 +170,7 @@ def test_two_workers_best_and_refusals(two_worker_study):
     # both workers ran trials, each with cores // 2 threads
     infos = [json.loads((study / r["run_dir"] / "run.json").read_text()) for r in trials]
     assert len({i["pid"] for i in infos}) == 2
-    assert all(i["threads"]["threads"] == max(1, len(os.sched_getaffinity(0)) // 2) for i in infos), infos[0]["threads"]
+    assert all(i["threads"]["count"] == max(1, len(os.sched_getaffinity(0)) // 2) for i in infos), infos[0]["threads"]
     for r, info in zip(trials, infos):
         assert info["tune"]["trial"] == int(r["number"]) and info["tune"]["state"] == "complete"
         assert info["tune"]["params"]["train.batch_size"] in (16, 64)
@@ -167,7 +184,7 @@ def test_two_workers_best_and_refusals(two_worker_study):
     # best.yaml: the winner's values, no tune:, trains as it is
     written = yaml.safe_load((study / "best.yaml").read_text())
     assert "tune" not in written and written["train"]["batch_size"] == int(best["train.batch_size"])
-    assert abs(written["optimizer"]["lr"] - float(best["optimizer.lr"])) <= 1e-6 * float(best["optimizer.lr"])
+    assert written["optimizer"]["lr"] == float(best["optimizer.lr"])
     out = run("tune", "best", study, "-o", tmp / "b.yaml", cwd=tmp)
     assert out.returncode == 0 and yaml.safe_load((tmp / "b.yaml").read_text()) == written, out.stderr
     trained = run("train", tmp / "b.yaml", "--run-dir", tmp / "best-run", cwd=tmp)
@@ -205,8 +222,8 @@ def test_two_workers_best_and_refusals(two_worker_study):
 def test_prunes_a_bad_learning_rate(tmp_path):
     from dlcli.commands.tune import tune
 
-    # grid order with seed 0: lr 0.01 first (it completes), then 30.0, worse than it after the warm-up epoch
-    tune_section = {"objective": "val_loss", "n_trials": 2, "sampler": {"name": "grid", "seed": 0},
+    # grid order with seed 1: lr 0.01 first (it completes), then 30.0, worse than it after the warm-up epoch
+    tune_section = {"objective": "val_loss", "n_trials": 2, "sampler": {"name": "grid", "seed": 1},
                     "pruner": {"name": "median", "warmup_epochs": 1, "startup_trials": 1},
                     "space": {"optimizer.lr": {"type": "categorical", "choices": [0.01, 30.0]}}}
     events = []

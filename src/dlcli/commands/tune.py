@@ -70,19 +70,20 @@ def digest(obj) -> str:
 def storage_of(cfg: Config, folder: Path) -> str:
     spec = cfg.tune.storage
     if spec is None:
-        return str(folder / JOURNAL)
+        return JOURNAL  # relative to the study folder, which may move (copied off a cluster)
     if "://" in spec:
         return spec
     return str((cfg.base_dir / spec).resolve())  # a journal file of one's own
 
 
-def open_storage(spec: str):
+def open_storage(spec: str, study_dir: Path):
+    """Optuna's storage: a database URL, or a journal file (relative to the study folder)."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if "://" in spec:
         return optuna.storages.RDBStorage(spec) if not spec.startswith("redis") else spec
-    return JournalStorage(JournalFileBackend(spec))
+    return JournalStorage(JournalFileBackend(str(Path(study_dir) / spec)))
 
 
 def record(cfg: Config, folder: Path) -> dict:
@@ -148,8 +149,25 @@ def build_sampler(sampler: dict, space: dict, seed: int):
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid(space), seed=seed)
+        return _Grid(grid(space), seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def _grid_sampler():
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        """Optuna's grid, without its `study.stop()` once the grid is done: that only works inside
+        `study.optimize`, and the study here counts its trials itself (n_trials is capped at the grid's size)."""
+
+        def after_trial(self, study, trial, state, values):
+            pass
+
+    return Grid
+
+
+def _Grid(search_space, seed):  # noqa: N802 - a class, made when first asked for (optuna loads lazily)
+    return _grid_sampler()(search_space, seed=seed)
 
 
 def grid(space: dict) -> dict:
@@ -186,7 +204,7 @@ def start_study(plan: Plan, worker: int = 0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(plan.storage)
+    storage = open_storage(plan.storage, plan.study_dir)
     study = optuna.create_study(study_name=plan.study_name, storage=storage, load_if_exists=True,
                                 direction="maximize" if plan.mode == "max" else "minimize",
                                 sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(plan.pruner, plan.epochs))

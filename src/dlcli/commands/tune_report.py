@@ -36,7 +36,7 @@ def open_study(study_dir: str | Path):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(storage)), record
+        return optuna.load_study(study_name=name, storage=open_storage(storage, folder)), record
     except (KeyError, ValueError, OSError) as exc:
         raise RunError(f"{folder}: its storage {storage} holds no study '{name}' ({type(exc).__name__}: {exc})") from None
 
@@ -95,7 +95,7 @@ def _cell(v) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v)
     return str(v)
 
 

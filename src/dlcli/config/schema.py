@@ -235,7 +235,7 @@ class Config(Section):
 
     def resolved(self) -> dict:
         """The config as used, defaults filled in, paths absolute: what a run directory stores."""
-        return self.model_dump(mode="json", by_alias=False)
+        return self.model_dump(mode="json", by_alias=False, exclude={"tune"} if self.tune is None else None)
 
     def error(self, path: str, message: str) -> ConfigError:
         """A ConfigError at a key path (`model.layers[2].units`), with its line in the file."""
