@@ -10,56 +10,21 @@ run already did to Optuna, so the pruner sees the trial's whole history.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
 from .. import runs
-from ..config.space import ParamSpec, overrides_of
+from ..config.space import ParamSpec, decode, encode, overrides_of
 from ..engine.callbacks import Callback
 from ..errors import DlcliError, RunError, Stopped, TrainingFailed
 from ..runs.layout import CHECKPOINTS
+from .tune_checks import Outcome, Plan
 
 TRIALS = "trials"
-
-
-@dataclass
-class Plan:
-    """What every worker of one `dlcli tune` command needs, picklable for worker processes."""
-
-    study_dir: Path
-    study_name: str
-    storage: str  # a journal file's path or a database URL
-    base: dict  # the resolved training config, without tune:
-    space: dict  # key path -> ParamSpec's dict
-    metric: str
-    mode: str  # min | max
-    n_trials: int
-    deadline: float | None  # time.time() after which no trial starts
-    workers: int
-    threads: int | None  # train.threads each trial gets (cores // workers), None: the config's
-    sampler: dict
-    pruner: dict
-    epochs: int
-    reuse_data: bool
-    seed: int
-    extra: dict = field(default_factory=dict)
-
-
-def encode(value):
-    """Optuna's choices are None, bool, int, float or str: a list choice travels as its JSON text."""
-    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
-
-
-def decode(spec: ParamSpec, value):
-    if spec.type == "categorical" and isinstance(value, str) and value not in spec.choices:
-        return json.loads(value)
-    return value
 
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
@@ -99,20 +64,6 @@ class Report(Callback):
         if training.state.epoch < training.setup.config.train.epochs and self.trial.should_prune():
             self.pruned = True
             training.state.stopped_early = True
-
-
-@dataclass
-class Outcome:
-    number: int
-    state: str  # complete | pruned | failed
-    params: dict
-    value: float | None
-    epochs: int
-    seconds: float
-    run_dir: str
-    message: str = ""
-    resumed_from: int | None = None
-    train_seconds: float = 0.0  # inside train(): the trial's own set-up and training
 
 
 def trial_dir(study_dir: Path, number: int) -> Path:

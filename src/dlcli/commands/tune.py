@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,7 @@ from ..config.space import ParamSpec
 from ..errors import RunError, Stopped
 from ..messages import key_path
 from ..runs.lock import RunLock, is_locked
-from .trial import Outcome, Plan, run_trial
-from .tune_checks import base_config, check_objective, check_space, objective_mode, tune_config
+from .tune_checks import Outcome, Plan, base_config, check_objective, check_space, objective_mode, tune_config
 
 TUNE_DIR = "tune"  # runs/tune/<study>/
 TUNE_YAML = "tune.yaml"
@@ -171,7 +171,7 @@ def _Grid(search_space, seed):  # noqa: N802 - a class, made when first asked fo
 
 
 def grid(space: dict) -> dict:
-    from .trial import encode
+    from ..config.space import encode
 
     out = {}
     for key, raw in space.items():
@@ -261,6 +261,7 @@ def counts(study) -> dict[str, int]:
 def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
     """Run trials until the study has `n_trials` complete or pruned ones (or the deadline passes)."""
     from ..engine.datacache import reuse_data
+    from .trial import run_trial  # torch: only in the processes that train
 
     study = start_study(plan, worker)
     me = worker_name()
@@ -337,7 +338,10 @@ def run_workers(plan: Plan, say: Callable[[dict], None]) -> None:
     import multiprocessing as mp
     import queue as queues
 
-    ctx = mp.get_context("spawn")  # not fork: a forked torch with OpenMP threads can hang
+    # fork, which starts a worker ~1 s sooner, only where this process has no torch (whose OpenMP threads
+    # a fork would copy without their state) and fork is safe (Linux); spawn elsewhere
+    method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
+    ctx = mp.get_context(method)
     events = ctx.Queue()
     procs = [ctx.Process(target=_worker_main, args=(plan, i, events), daemon=True) for i in range(plan.workers)]
     for p in procs:

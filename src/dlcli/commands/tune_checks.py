@@ -4,6 +4,7 @@ and a few seeded random draws of the whole space). Light: no torch, so validate 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -84,3 +85,40 @@ def check_space(cfg: Config) -> None:
             where = "" if problem.path in ("", key) else f"{problem.path}: "
             raise cfg.error(f"tune.space.{key}", f"the sampled value {sample[key]!r} makes an invalid config: "
                             f"{where}{detail}") from None
+
+
+@dataclass
+class Plan:
+    """What every worker of one `dlcli tune` command needs, picklable for worker processes."""
+
+    study_dir: Path
+    study_name: str
+    storage: str  # a journal file's path or a database URL
+    base: dict  # the resolved training config, without tune:
+    space: dict  # key path -> ParamSpec's dict
+    metric: str
+    mode: str  # min | max
+    n_trials: int
+    deadline: float | None  # time.time() after which no trial starts
+    workers: int
+    threads: int | None  # train.threads each trial gets (cores // workers), None: the config's
+    sampler: dict
+    pruner: dict
+    epochs: int
+    reuse_data: bool
+    seed: int
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    number: int
+    state: str  # complete | pruned | failed
+    params: dict
+    value: float | None
+    epochs: int
+    seconds: float
+    run_dir: str
+    message: str = ""
+    resumed_from: int | None = None
+    train_seconds: float = 0.0  # inside train(): the trial's own set-up and training

@@ -152,8 +152,7 @@ def best(study_dir: str | Path, output: str | Path | None = None) -> tuple[Path,
 
 def config_values(space: dict, params: dict) -> dict:
     """Optuna's values back to the config's (a list choice travels as its JSON text)."""
-    from ..config.space import ParamSpec
-    from .trial import decode
+    from ..config.space import ParamSpec, decode
 
     return {k: decode(ParamSpec.model_validate(space[k]), v) if k in space else v
             for k, v in params.items()}

@@ -8,6 +8,7 @@ accepts. keras-tuner's spellings (`Int`, `Float`, `Choice`, `Boolean`, `min_valu
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -253,3 +254,14 @@ def override(key: str, value) -> str:
 
 def overrides_of(params: dict) -> list[str]:
     return [override(k, v) for k, v in params.items()]
+
+
+def encode(value):
+    """Optuna's choices are None, bool, int, float or str: a list choice travels as its JSON text."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def decode(spec: ParamSpec, value):
+    if spec.type == "categorical" and isinstance(value, str) and value not in spec.choices:
+        return json.loads(value)
+    return value
