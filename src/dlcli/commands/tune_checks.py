@@ -4,6 +4,7 @@ and a few seeded random draws of the whole space). Light: no torch, so validate 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +81,11 @@ def check_space(cfg: Config) -> None:
         except ConfigError as exc:
             problem = exc.problems[0]
             detail, _, source = problem.message.partition(" (from the command-line override '")
-            key = source.split("=", 1)[0] if source else next(
-                (k for k in sample if problem.path.startswith(k)), next(iter(sample)))
+            named = re.search(r"override '([^=']+)=", problem.message)
+            key = source.split("=", 1)[0] if source else named.group(1) if named and named.group(1) in sample \
+                else next((k for k in sample if problem.path.startswith(k) or k.startswith(problem.path + ".")
+                           or k.startswith(problem.path + "[")), next(iter(sample)))
+            detail = re.sub(r"override '[^']*': ", "", detail) if named else detail
             where = "" if problem.path in ("", key) else f"{problem.path}: "
             raise cfg.error(f"tune.space.{key}", f"the sampled value {sample[key]!r} makes an invalid config: "
                             f"{where}{detail}") from None
