@@ -294,6 +294,56 @@ def compare(
     render.comparison(out, *compare_table(result), result["plot"])
 
 
+@app.command()
+@friendly
+def tune(
+    args: list[str] = typer.Argument(..., metavar="CONFIG [KEY=VALUE ...] | status STUDY_DIR | best STUDY_DIR",
+                                     help="A config with a tune: section (then overrides); or status / best and a "
+                                          "study folder, runs/tune/<study>."),
+    n_trials: int | None = typer.Option(None, "--n-trials", min=1, help="Complete + pruned trials in all (overrides tune.n_trials)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Trial processes at once (overrides tune.workers)."),
+    new: bool = typer.Option(False, "--new", help="Start a fresh study in a new folder instead of continuing this one."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="best: where to write the winning config."),
+    as_json: bool = typer.Option(False, "--json", help="status: print the trials as JSON."),
+):
+    """Search hyperparameters over any config key (Optuna); run again to continue the study."""
+    from . import tune_render
+
+    if args[0] in ("status", "best") and len(args) == 2 and Path(args[1]).is_dir():
+        from ..commands import tune_report
+
+        if args[0] == "status":
+            found = tune_report.status(Path(args[1]))
+            if as_json:
+                print(json.dumps(found, indent=2, default=str))
+            else:
+                tune_render.status(out, found)
+            return
+        path, best = tune_report.best(Path(args[1]), output)
+        out.print(f"trial {best['number']} ({tune_render.value(best['value'])}): "
+                  f"{escape(tune_render.params(best['params']))}", soft_wrap=True)
+        out.print(f"wrote {escape(relative_paths(str(path)))}; train it with dlcli train "
+                  f"{escape(shlex.quote(relative_paths(str(path))))}", soft_wrap=True)
+        return
+    from ..commands.tune import tune as run_tuning
+    from ..commands.tune import tune_config
+
+    config, overrides = _split_args(args)
+    if config is None:
+        raise typer.BadParameter("give a config file with a tune: section", param_hint="CONFIG")
+    metric = tune_config(config, overrides).tune.objective.metric
+    try:
+        result = run_tuning(config, overrides, n_trials=n_trials, workers=workers, new=new,
+                            progress=lambda e: tune_render.event(out, e, metric))
+    except KeyboardInterrupt as exc:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        err.print("interrupted: the trials that were running are marked interrupted; continue the study with")
+        err.print(f"  dlcli tune {escape(' '.join(shlex.quote(a) for a in args))}", soft_wrap=True)
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
+    tune_render.finished(out, result, metric)
+
+
 def main() -> None:
     global DEBUG
     if "--debug" in sys.argv:

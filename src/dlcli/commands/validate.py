@@ -25,6 +25,11 @@ def validate(config: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     """Load the config, its data and its model as training would (on its train.device, which must be
     here); raise the first problem found."""
     cfg = load_config(config, overrides)
+    if cfg.tune is not None:  # the search space too: every config it can make, before any data is read
+        from .tune_checks import check_objective, check_space
+
+        check_objective(cfg)
+        check_space(cfg)
     setup = prepare(cfg, device=config_device(cfg))
     summary = summary_dict(setup.model)
     return Validation(setup.task, len(summary["layers"]), summary["total_params"], setup.data.source,

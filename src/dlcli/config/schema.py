@@ -17,6 +17,7 @@ from ..errors import ConfigError, SpecError
 from ..registry import implied_task, lookup
 from .lines import locate
 from .overrides import parse_key_path
+from .space import TuneConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
@@ -207,6 +208,7 @@ class Config(Section):
     schedule: Any = None
     train: TrainConfig = TrainConfig()
     metrics: list[str | dict[str, Any]] | None = None  # names, `rejection@eff=0.5`, or {name: ams, b_reg: 10}
+    tune: TuneConfig | None = None  # dlcli tune's study and search space (config/space.py); training ignores it
 
     @field_validator("name")
     @classmethod
@@ -248,7 +250,7 @@ class Config(Section):
 
     def resolved(self) -> dict:
         """The config as used, defaults filled in, paths absolute: what a run directory stores."""
-        return self.model_dump(mode="json", by_alias=False)
+        return self.model_dump(mode="json", by_alias=False, exclude={"tune"} if self.tune is None else None)
 
     def error(self, path: str, message: str) -> ConfigError:
         """A ConfigError at a key path (`model.layers[2].units`), with its line in the file."""

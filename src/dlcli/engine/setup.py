@@ -7,6 +7,7 @@ other config error.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 
@@ -17,13 +18,14 @@ from torch import nn
 from ..config import Config
 from ..config.checks import channels_last
 from ..config.schema import SOURCES
-from ..data import Dataset, Fitted, in_memory, load_dataset
+from ..data import Dataset, Fitted, in_memory
 from ..data.labels import class_names
 from ..data.resources import available_memory
 from ..data.tables.weights import class_factors
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
+from .datacache import cached_dataset
 from .threads import Threads, choose_threads
 
 
@@ -62,9 +64,9 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         raise cfg.error("data", "required key is missing: say where the data is (data.path, data.train or data.dataset)")
     if cfg.data is not None and (need_data or not (cfg.model.input_shape or input_shape)):
         with cfg.section("data"):
-            dataset = load_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
+            dataset = cached_dataset(cfg.data, task=task, seed=cfg.seed, scaler=fitted.scaler, classes=fitted.classes,
                                    fill=fitted.fill)
-        weigh_events(cfg, dataset, task)
+        dataset = weigh_events(cfg, dataset, task)
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != dataset.input_shape:
             first = channels_last(cfg.model.input_shape)
             why = " (dlcli is channels-first: [channels, height, width])" if first == list(dataset.input_shape) else ""
@@ -96,9 +98,10 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
     return Setup(cfg, dataset, model, loss, task, threads)
 
 
-def weigh_events(cfg: Config, dataset: Dataset, task: str) -> None:
+def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
     """data.weight's event weights need in-memory splits; train.class_weight multiplies into the train
-    split's (or becomes them); data.class_names must name the classes. ConfigErrors at the key."""
+    split's (or becomes them), in a copy of `dataset`: a tuning worker's cached data set (datacache.py)
+    keeps its own weights for the next trial. data.class_names must name the classes. ConfigErrors at the key."""
     streamed = [name for name, split in dataset.splits.items() if not in_memory(split)]
     if streamed and (cfg.data.weight or cfg.train.class_weight is not None):
         key = "data.weight" if cfg.data.weight else "train.class_weight"
@@ -108,7 +111,7 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> None:
         with cfg.section("data"):
             class_names(cfg.data.class_names, dataset.classes)
     if cfg.train.class_weight is None:
-        return
+        return dataset
     if task == "regression":
         raise cfg.error("train.class_weight", "weighs classes, and this is a regression task; remove it")
     y = dataset.splits["train"][1]
@@ -116,7 +119,9 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> None:
     totals = np.bincount(y, weights=w, minlength=len(dataset.classes))
     with cfg.section("train"):
         factors = class_factors(cfg.train.class_weight, dataset.classes, totals)
+    dataset = copy.copy(dataset)
     dataset.weights = {**(dataset.weights or {}), "train": factors[y] * (1.0 if w is None else w)}
+    return dataset
 
 
 def class_weight_sums(dataset: Dataset | None) -> list[float] | None:

@@ -1,0 +1,140 @@
+"""`dlcli tune`: throughput with 1 and 2 workers, the study's overhead per trial, and search quality.
+
+    uv run python benchmarks/tune.py                      # all three (a few minutes on 2 cores)
+    uv run python benchmarks/tune.py --only throughput    # or overhead, quality
+
+throughput: 8 trials of configs/quickstart.yaml (60 epochs each, random sampler, no pruning), as
+  `dlcli tune` processes with workers: 1 and workers: 2; the wall times' ratio and trials per hour.
+overhead: the same study in this process (workers: 1): its wall time minus the time spent inside
+  `train()` (each trial's own set-up and training), per trial; process start is not in it.
+quality: configs/digits_cnn.yaml at a few epochs, untuned, against the best of 20 TPE trials over the
+  learning rate, the convolutions' width and the dropout rate; validation accuracy (the objective) and
+  the test accuracy of both (dlcli evaluate), which the search never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DLCLI = [str(Path(sys.executable).with_name("dlcli"))]
+
+
+def config(path: Path, base: str, tune: dict, **changes) -> Path:
+    cfg = yaml.safe_load((ROOT / "configs" / base).read_text())
+    cfg["data"]["root"] = str(ROOT / "data")
+    for key, value in changes.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    cfg["tune"] = tune
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+QUICK_SPACE = {"optimizer.lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True},
+               "model.layers[0].units": {"type": "int", "low": 16, "high": 64}}
+
+
+def throughput(tmp: Path) -> dict:
+    out = {}
+    for workers in (1, 2):
+        cfg = config(tmp / f"q{workers}.yaml", "quickstart.yaml", {
+            "study": f"q{workers}", "objective": "val_accuracy", "n_trials": 8, "workers": workers,
+            "sampler": {"name": "random", "seed": 0}, "pruner": "none", "space": QUICK_SPACE})
+        t0 = time.perf_counter()
+        proc = subprocess.run([*DLCLI, "tune", str(cfg)], cwd=tmp, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        assert proc.returncode == 0, proc.stderr
+        out[workers] = wall
+        print(f"workers {workers}: 8 trials in {wall:.1f} s, {8 * 3600 / wall:.0f} trials/hour", flush=True)
+    print(f"workers 2 / workers 1 wall time: {out[2] / out[1]:.2f}", flush=True)
+    return {"wall_1": out[1], "wall_2": out[2], "ratio": out[2] / out[1]}
+
+
+def overhead(tmp: Path) -> dict:
+    from dlcli.commands.tune import tune
+
+    cfg = config(tmp / "o.yaml", "quickstart.yaml", {
+        "study": "o", "objective": "val_accuracy", "n_trials": 8, "sampler": {"name": "random", "seed": 1},
+        "pruner": "none", "space": QUICK_SPACE})
+    ends = []
+    t0 = time.perf_counter()
+    tune(cfg, runs_root=tmp / "runs", progress=lambda e: ends.append(e) if e["event"] == "end" else None)
+    wall = time.perf_counter() - t0
+    inside = sum(e["train_seconds"] for e in ends)
+    per_trial = [e["seconds"] - e["train_seconds"] for e in ends]
+    print(f"overhead: study {wall:.2f} s, inside train() {inside:.2f} s: {(wall - inside) / len(ends):.3f} s per "
+          f"trial in all (checks, storage, trials.csv, final plots); around each train() call "
+          f"{sum(per_trial) / len(per_trial):.3f} s (max {max(per_trial):.3f})", flush=True)
+    return {"wall": wall, "inside": inside, "per_trial_all": (wall - inside) / len(ends),
+            "per_trial_call": sum(per_trial) / len(per_trial)}
+
+
+def quality(tmp: Path, epochs: int, trials: int) -> dict:
+    space = {"optimizer.lr": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+             "model.layers[0].filters": {"type": "int", "low": 8, "high": 64, "log": True},
+             "model.layers[2].filters": {"type": "int", "low": 16, "high": 128, "log": True},
+             "model.layers[4].rate": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1}}
+    cfg = config(tmp / "d.yaml", "digits_cnn.yaml", {
+        "study": "digits", "objective": "val_accuracy", "n_trials": trials, "workers": 2,
+        "sampler": {"name": "tpe", "seed": 0}, "pruner": {"name": "median", "warmup_epochs": 2}, "space": space},
+        train={"epochs": epochs})
+    untuned = subprocess.run([*DLCLI, "train", str(cfg), "--run-dir", str(tmp / "untuned")], cwd=tmp,
+                             capture_output=True, text=True)
+    assert untuned.returncode == 0, untuned.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(tmp / "untuned" / "metrics.csv")))
+    base_val = max(float(r["val_accuracy"]) for r in rows)
+    t0 = time.perf_counter()
+    proc = subprocess.run([*DLCLI, "tune", str(cfg)], cwd=tmp, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(subprocess.run([*DLCLI, "tune", "status", str(tmp / "runs/tune/digits"), "--json"], cwd=tmp,
+                                       capture_output=True, text=True).stdout)
+    best = status["best"]
+    states = [t["state"] for t in status["trials"]]
+
+    def test_accuracy(run_dir) -> float:
+        ev = subprocess.run([*DLCLI, "evaluate", str(run_dir), "--json", "--no-plots"], cwd=tmp, capture_output=True,
+                            text=True)
+        return json.loads(ev.stdout)["metrics"]["accuracy"]
+
+    result = {"epochs": epochs, "trials": trials, "wall": wall, "untuned_val": base_val, "best_val": best["value"],
+              "best_params": best["params"], "complete": states.count("complete"), "pruned": states.count("pruned"),
+              "untuned_test": test_accuracy(tmp / "untuned"), "best_test": test_accuracy(best["run_dir"])}
+    print(f"quality: digits CNN, {epochs} epochs: untuned val_accuracy {base_val:.4f} (test {result['untuned_test']:.4f}); "
+          f"best of {trials} TPE trials ({result['complete']} complete, {result['pruned']} pruned, {wall:.0f} s) "
+          f"val_accuracy {best['value']:.4f} (test {result['best_test']:.4f}), params {best['params']}", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=["throughput", "overhead", "quality"])
+    parser.add_argument("--epochs", type=int, default=6, help="quality: epochs per trial")
+    parser.add_argument("--trials", type=int, default=20)
+    args = parser.parse_args()
+    os.environ.setdefault("NO_COLOR", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        results = {}
+        if args.only in (None, "throughput"):
+            results["throughput"] = throughput(tmp)
+        if args.only in (None, "overhead"):
+            results["overhead"] = overhead(tmp)
+        if args.only in (None, "quality"):
+            results["quality"] = quality(tmp, args.epochs, args.trials)
+        print(json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""`dlcli tune`: the space and its aliases, a 2-worker study, pruning, SIGKILL and rerun, best.yaml, refusals."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlcli.config import load_config
+from dlcli.config.space import ParamSpec
+from dlcli.errors import ConfigError
+
+_SCRIPT = Path(sys.executable).with_name("dlcli")
+DLCLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "dlcli.cli"]
+ENV = {**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")},
+       "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+
+BASE = {
+    "name": "t",
+    "seed": 1,
+    "data": {"dataset": "breast_cancer", "split": {"val": 0.2, "test": 0.2}, "scale": "standard"},
+    "model": {"layers": [{"type": "dense", "units": 8, "activation": "relu"}, {"type": "dropout", "rate": 0.1},
+                         {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+    "loss": "bce",
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": 2, "batch_size": 32, "device": "cpu"},
+}
+
+
+def config(tmp: Path, tune: dict, name="t.yaml", **changes) -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump({**BASE, **changes, "tune": tune}, sort_keys=False))
+    return path
+
+
+def problems(source, overrides=()):
+    with pytest.raises(ConfigError) as exc:
+        from dlcli.commands.tune import check_objective, check_space, tune_config
+
+        cfg = tune_config(source, overrides)
+        check_objective(cfg)
+        check_space(cfg)
+    return str(exc.value)
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Ran:
+    def __init__(self, code, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = code, stdout, stderr
+
+
+def run(*args, cwd: Path) -> Ran:
+    """`dlcli ARGS` in this process (torch is imported once for all of them), from `cwd`."""
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(here)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+# ---- the space: aliases and errors (no training) --------------------------------------------------------
+
+@pytest.mark.timeout(30)
+def test_space_aliases_and_errors(tmp_path):
+    dlcli_form = {"type": "float", "low": 1e-4, "high": 0.1, "log": True}
+    keras = {"type": "Float", "min_value": 1e-4, "max_value": 0.1, "sampling": "log"}
+    ludwig = {"space": "loguniform", "lower": 1e-4, "upper": 0.1}
+    assert ParamSpec.model_validate(keras) == ParamSpec.model_validate(ludwig) == ParamSpec.model_validate(dlcli_form)
+    assert ParamSpec.model_validate({"type": "Int", "min_value": 16, "max_value": 256, "step": 16}) == \
+        ParamSpec(type="int", low=16, high=256, step=16)
+    # Ray Tune's randint (Ludwig's) leaves out `upper`; qrandint keeps it
+    assert ParamSpec.model_validate({"space": "randint", "lower": 2, "upper": 10}).high == 9
+    assert ParamSpec.model_validate({"space": "qrandint", "lower": 2, "upper": 10, "q": 2}).step == 2
+    assert ParamSpec.model_validate({"type": "Choice", "values": [32, 64]}).choices == [32, 64]
+    assert ParamSpec.model_validate({"space": "choice", "categories": ["adam", "sgd"]}).choices == ["adam", "sgd"]
+    assert ParamSpec.model_validate({"type": "Boolean"}).choices == [False, True]
+
+    space = {"optimizer.lr": keras, "train.batch_size": {"type": "Choice", "values": [16, 32]},
+             "model.layers[0].units": {"space": "randint", "lower": 4, "upper": 17},
+             "model.layers[1].rate": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1}}
+    cfg = load_config(config(tmp_path, {"objective": "val_accuracy", "max_trials": 5, "space": space}))
+    assert cfg.tune.n_trials == 5 and cfg.tune.objective.metric == "val_accuracy"
+    assert cfg.tune.space["optimizer.lr"].log and cfg.tune.space["model.layers[0].units"].high == 16
+
+    lr = "tune.space.optimizer.lr"
+    bad = [  # (tune section, what the one-line error must say)
+        ({"space": {"optimizer.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
+         [f"line LINE: {lr}: low (0.1) is above high (0.01)"]),
+        ({"space": {"optimizer.lr": {"type": "Float", "min_value": 0, "max_value": 1, "sampling": "log"}}},
+         [f"{lr}: log: true needs a positive range, got low 0"]),
+        ({"sampler": {"name": "bayes"}, "space": {"optimizer.lr": dlcli_form}},
+         ["tune.sampler.name: unknown sampler 'bayes'", "random, tpe, grid, cmaes"]),
+        ({"sampler": "grid", "space": {"optimizer.lr": dlcli_form}}, ["sampler grid needs a finite grid"]),
+        ({"objective": {"metric": "val_acuracy"}, "space": {"optimizer.lr": dlcli_form}},
+         ["tune.objective.metric: 'val_acuracy' is not a column this config logs; did you mean 'val_accuracy'?"]),
+        ({"space": {"model.layers[5].units": {"type": "int", "low": 2, "high": 8}}},
+         ["tune.space.model.layers[5].units: the sampled value 2 makes an invalid config", "no item 5 here"]),
+        ({"space": {"train.batchsize": {"type": "int", "low": 2, "high": 8}}},
+         ["tune.space.train.batchsize:", "unknown key 'batchsize'; did you mean 'batch_size'?"]),
+        ({"space": {"model.layers[1].rate": {"type": "float", "low": 0.5, "high": 1.5}}},
+         ["tune.space.model.layers[1].rate: the sampled value 1.0 makes an invalid config: must be below 1"]),
+        ({"space": {"optimizer.lr": {"type": "normal", "low": 1, "high": 2}}}, [f"{lr}.type: must be float, int or"]),
+    ]
+    for tune, expected in bad:
+        path = config(tmp_path, {"objective": "val_accuracy", **tune})
+        message = problems(path)
+        line = next((i for i, text in enumerate(path.read_text().splitlines(), 1) if "optimizer.lr:" in text), None)
+        for text in expected:
+            text = text.replace("LINE", str(line))
+            assert text in message, (tune, message)
+        assert "\n" not in message and "Traceback" not in message
+    # no validation split: val_accuracy is never logged
+    message = problems(config(tmp_path, {"objective": "val_accuracy", "space": {"optimizer.lr": dlcli_form}}),
+                       ["data.split.val=0"])
+    assert "there is no validation data" in message
+    # dlcli validate checks the space too, exit 2 with the key path
+    bad_path = config(tmp_path, {"space": {"model.layers[9].units": {"type": "int", "low": 2, "high": 8}}}, "v.yaml")
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    result = CliRunner().invoke(app, ["validate", str(bad_path)])
+    assert result.exit_code == 2 and "tune.space.model.layers[9].units" in result.output, result.output
+
+
+# ---- a study with two workers, best.yaml, status, a changed space ---------------------------------------
+
+TWO_WORKERS = {"objective": {"metric": "val_accuracy", "mode": "max"}, "n_trials": 4, "workers": 2,
+               "sampler": {"name": "random", "seed": 3}, "pruner": "none",
+               "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                         "model.layers[0].units": {"type": "Int", "min_value": 4, "max_value": 16},
+                         "train.batch_size": {"type": "categorical", "choices": [16, 64]}}}
+
+
+@pytest.fixture(scope="module")
+def two_worker_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tune2")
+    cfg = config(tmp, TWO_WORKERS)
+    proc = run("tune", cfg, cwd=tmp)
+    return tmp, cfg, proc
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_two_workers_best_and_refusals(two_worker_study):
+    tmp, cfg, proc = two_worker_study
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study = tmp / "runs" / "tune" / "t"
+    trials = rows(study / "trials.csv")
+    assert [r["state"] for r in trials] == ["complete"] * 4
+    assert proc.stdout.count(" started: ") == 4 and proc.stdout.count(" complete ") == 4
+    assert "best " in proc.stdout and "dlcli train runs/tune/t/best.yaml" in proc.stdout
+    # both workers ran trials, each with cores // 2 threads
+    infos = [json.loads((study / r["run_dir"] / "run.json").read_text()) for r in trials]
+    assert len({i["pid"] for i in infos}) == 2
+    assert all(i["threads"]["count"] == max(1, len(os.sched_getaffinity(0)) // 2) for i in infos), infos[0]["threads"]
+    for r, info in zip(trials, infos):
+        assert info["tune"]["trial"] == int(r["number"]) and info["tune"]["state"] == "complete"
+        assert info["tune"]["params"]["train.batch_size"] in (16, 64)
+        metrics = rows(study / r["run_dir"] / "metrics.csv")
+        assert abs(max(float(m["val_accuracy"]) for m in metrics) - float(r["value"])) < 1e-6
+        trained = yaml.safe_load((study / r["run_dir"] / "config.yaml").read_text())
+        assert trained["model"]["layers"][0]["units"] == int(r["model.layers[0].units"]) and "tune" not in trained
+    best = max(trials, key=lambda r: float(r["value"]))
+    assert sorted(p.name for p in (study / "plots").iterdir()) == ["history.png", "importance.png", "slice.png"]
+
+    # best.yaml: the winner's values, no tune:, trains as it is
+    written = yaml.safe_load((study / "best.yaml").read_text())
+    assert "tune" not in written and written["train"]["batch_size"] == int(best["train.batch_size"])
+    assert written["optimizer"]["lr"] == float(best["optimizer.lr"])
+    out = run("tune", "best", study, "-o", tmp / "b.yaml", cwd=tmp)
+    assert out.returncode == 0 and yaml.safe_load((tmp / "b.yaml").read_text()) == written, out.stderr
+    trained = run("train", tmp / "b.yaml", "--run-dir", tmp / "best-run", cwd=tmp)
+    assert trained.returncode == 0, trained.stderr
+    again = rows(tmp / "best-run" / "metrics.csv")  # the same config and seed: the same numbers on a CPU
+    assert [m["val_accuracy"] for m in again] == [m["val_accuracy"] for m in rows(study / best["run_dir"] / "metrics.csv")]
+
+    status = run("tune", "status", study, "--json", cwd=tmp)
+    found = json.loads(status.stdout)
+    assert [t["state"] for t in found["trials"]] == ["complete"] * 4 and found["best"]["number"] == int(best["number"])
+    # a trial is an ordinary run: dlcli evaluate works on it
+    ev = run("evaluate", study / trials[0]["run_dir"], "--json", "--no-plots", cwd=tmp)
+    assert ev.returncode == 0 and json.loads(ev.stdout)["metrics"]["accuracy"] > 0.5, ev.stderr
+
+    # a changed space or base config is refused, saying what changed; n_trials may grow
+    from dlcli.commands.tune import tune
+
+    changed = {**TWO_WORKERS, "space": {**TWO_WORKERS["space"],
+                                        "optimizer.lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}}}
+    with pytest.raises(ConfigError) as exc:
+        tune(config(tmp, changed), runs_root=tmp / "runs")
+    assert "tune.space" in str(exc.value) and "optimizer.lr.high: 0.03 -> 0.1" in str(exc.value)
+    assert "--new" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        tune(config(tmp, TWO_WORKERS, optimizer={"name": "sgd", "lr": 0.01}), runs_root=tmp / "runs")
+    assert "another base config" in str(exc.value) and 'optimizer.name: "adam" -> "sgd"' in str(exc.value)
+    done = tune(config(tmp, TWO_WORKERS), runs_root=tmp / "runs", workers=1)  # 4 of 4 already: nothing to run
+    assert done.counts == {"complete": 4} and done.best["number"] == int(best["number"])
+
+
+# ---- pruning a bad learning rate, in process ------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_prunes_a_bad_learning_rate(tmp_path):
+    from dlcli.commands.tune import tune
+
+    # grid order with seed 1: lr 0.01 first (it completes), then 30.0, worse than it after the warm-up epoch
+    tune_section = {"objective": "val_loss", "n_trials": 2, "sampler": {"name": "grid", "seed": 1},
+                    "pruner": {"name": "median", "warmup_epochs": 1, "startup_trials": 1},
+                    "space": {"optimizer.lr": {"type": "categorical", "choices": [0.01, 30.0]}}}
+    events = []
+    result = tune(config(tmp_path, tune_section, train={"epochs": 4, "batch_size": 32}), runs_root=tmp_path / "runs",
+                  progress=events.append)
+    ended = [e for e in events if e["event"] == "end"]
+    assert [e["params"]["optimizer.lr"] for e in ended] == [0.01, 30.0], ended
+    assert [e["state"] for e in ended] == ["complete", "pruned"]
+    pruned = ended[1]
+    assert pruned["epochs"] == 2  # the warm-up epoch, then the first epoch it may be pruned at
+    run_dir = Path(pruned["run_dir"])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "pruned" and info["tune"]["state"] == "pruned" and info["epochs_completed"] == 2
+    assert (run_dir / "checkpoints" / "last.pt").exists() and len(rows(run_dir / "metrics.csv")) == 2
+    good = rows(Path(ended[0]["run_dir"]) / "metrics.csv")
+    bad = rows(run_dir / "metrics.csv")
+    assert float(bad[1]["val_loss"]) > float(good[1]["val_loss"])  # why it was pruned: worse at epoch 2
+    assert result.counts == {"complete": 1, "pruned": 1}
+
+
+# ---- SIGKILL while a trial runs, then the same command again --------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and flock")
+def test_sigkill_then_rerun_resumes_the_trial(tmp_path):
+    section = {"objective": "val_accuracy", "n_trials": 3, "sampler": {"name": "random", "seed": 5}, "pruner": "none",
+               "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
+    cfg = config(tmp_path, section, data={"dataset": "digits", "split": {"val": 0.2}, "scale": "minmax"},
+                 model={"layers": [{"type": "flatten"}, {"type": "dense", "units": 32, "activation": "relu"},
+                                   {"type": "dense", "units": 10, "activation": "softmax"}]},
+                 loss="cce", train={"epochs": 12, "batch_size": 8, "device": "cpu"})
+    study = tmp_path / "runs" / "tune" / "t"
+    metrics = study / "trials" / "0001" / "metrics.csv"
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen([*DLCLI, "tune", str(cfg)], cwd=tmp_path, env=ENV, stdout=log, stderr=log,
+                                start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(rows(metrics)) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole study, mid-trial
+    proc.wait(timeout=10)
+    killed_at = len(rows(metrics))
+    assert json.loads((study / "trials" / "0001" / "run.json").read_text())["status"] == "running"
+
+    again = run("tune", cfg, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "trial 1 was killed" in again.stdout and "(trial 1 again, resuming its run)" in again.stdout
+    trials = rows(study / "trials.csv")
+    states = [r["state"] for r in trials]
+    assert states.count("complete") == 3 and states.count("failed") == 1 and len(trials) == 4, trials
+    killed = trials[1]
+    assert killed["state"] == "failed" and "killed" in killed["message"]
+    resumed = next(r for r in trials if r["resumes"] == "1")
+    assert resumed["optimizer.lr"] == killed["optimizer.lr"] and resumed["run_dir"] == "trials/0001"
+    info = json.loads((study / "trials" / "0001" / "run.json").read_text())
+    assert info["status"] == "completed" and len(info["resumed"]) == 1 and info["tune"]["resumes"] == 1
+    assert info["tune"]["trial"] == int(resumed["number"])
+    epochs = rows(metrics)
+    assert [int(r["epoch"]) for r in epochs] == list(range(1, 13)) and killed_at >= 2
+    # Optuna saw the whole history of the resumed trial: the killed run's epochs replayed, then the rest
+    import optuna
+
+    from dlcli.commands.tune_report import open_study
+
+    s, _ = open_study(study)
+    t = s.trials[int(resumed["number"])]
+    assert t.state == optuna.trial.TrialState.COMPLETE and sorted(t.intermediate_values) == list(range(1, 13))
+    assert all(abs(t.intermediate_values[int(r["epoch"])] - float(r["val_accuracy"])) < 1e-9 for r in epochs)
+    assert abs(t.value - max(float(r["val_accuracy"]) for r in epochs)) < 1e-9
