@@ -160,6 +160,14 @@ class TrainConfig(Section):
         return device
 
 
+class DistributedConfig(Section):
+    """Data-parallel training under torchrun, srun or `dlcli train --nproc N` (engine/distributed.py)."""
+
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    timeout: Annotated[float, Field(gt=0)] = 600  # seconds a rank waits for the others before it gives up
+    sync_batchnorm: bool = False  # batch norm statistics over the global batch (GPUs only)
+
+
 def _name_problem(name: str) -> str | None:
     if not name.strip():
         return "is empty"
@@ -192,6 +200,7 @@ class Config(Section):
     schedule: Any = None
     train: TrainConfig = TrainConfig()
     metrics: list[str] | None = None
+    distributed: DistributedConfig = DistributedConfig()
 
     @field_validator("name")
     @classmethod
