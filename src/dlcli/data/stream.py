@@ -357,6 +357,10 @@ class TableStream(IterableDataset):
         view.batch_size = batch_size
         return view
 
+    def chunks(self) -> int:
+        """The chunks this split is read in, over all its files."""
+        return sum(len(plan.chunks) for plan in self.plans if self._serves(plan))
+
     def sharded(self, rank: int, ranks: int) -> TableStream:
         """The chunks rank `rank` of `ranks` reads (every `ranks`-th of the epoch's order), as a view that shares
         the epoch counter; the ranks' views together read every chunk once."""

@@ -62,6 +62,7 @@ class Batches:
         self.task, self.device, self.batch_size, self.shuffle, self.seed = task, device, batch_size, shuffle, seed
         # Data-parallel training: (rank, world size); each batch is this rank's part of a global batch.
         self.shard = shard
+        self._global_rows: int | None = None  # a streamed table's global batch being cut among the ranks
         self.memory_format = memory_format
         if in_memory(split):
             x, y = split
@@ -98,8 +99,8 @@ class Batches:
         size. DDP averages the ranks' gradients; weighing each rank's mean loss by its share makes that
         average the gradient of the global batch's mean loss, also for a last batch that does not divide."""
         world = self.shard[1]
-        if self._iterable:  # a streamed table's ranks read batches of batch_size / world rows
-            return rows * world / self.batch_size
+        if self._iterable:  # a streamed table's ranks read batches of batch_size / world rows (or cut global ones)
+            return rows * world / (self._global_rows or self.batch_size)
         return rows * world / min(self.batch_size, self.n - b * self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -144,7 +145,8 @@ class Batches:
             whole = hasattr(self.dataset, "batches")
             dataset = self.dataset.batches(self.batch_size) if whole else self.dataset
             sharded = {}
-            if self.shard is not None and whole:  # each rank reads its own chunks, in batches of its part
+            if self.shard is not None and whole and self.dataset.chunks() >= self.shard[1]:
+                # each rank reads its own chunks, in batches of its part of the global batch
                 dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1])
             elif self.shard is not None and not iterable:  # each rank reads its part of every global batch
                 sharded = {"batch_sampler": _ShardSampler(self), "batch_size": None}
@@ -155,7 +157,12 @@ class Batches:
                 persistent_workers=self.workers > 0, generator=None if sharded else self.generator,
                 prefetch_factor=getattr(dataset, "prefetch", 4) if self.workers > 0 else None,
             )
-        loaded = self.loader if self.shard is None or not iterable else _even(self.loader, self.device)
+        if self.shard is None or not iterable:
+            loaded = self.loader
+        elif self.loader.dataset.shard == (0, 1):  # fewer chunks than ranks: each rank cuts every global batch
+            loaded = self._cut(self.loader)
+        else:
+            loaded = _even(self.loader, self.device)
         for xb, yb in loaded:
             xb = xb.to(self.device, non_blocking=True)
             if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
@@ -163,6 +170,16 @@ class Batches:
             yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
 
 
+
+    def _cut(self, loader):
+        """A streamed table read whole by every rank (it has fewer chunks than ranks): this rank's part of
+        each global batch, as for data in memory."""
+        rank, world = self.shard
+        for xb, yb in loader:
+            if len(xb) < world:
+                continue
+            self._global_rows = len(xb)
+            yield xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
 
 
 def _parts(order: torch.Tensor, batch_size: int, rank: int, world: int):

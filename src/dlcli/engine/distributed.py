@@ -28,7 +28,7 @@ from datetime import timedelta
 import numpy as np
 import torch
 
-from ..errors import DlcliError, RunError
+from ..errors import DlcliError, RunError, TrainingFailed
 from ..nn.metrics import Outputs
 from .callbacks import Callback
 
@@ -323,7 +323,7 @@ def _alive(pid: int) -> bool:
 def failure(exc: BaseException) -> str | None:
     """Why a rank's training stopped when it was another rank's doing (a rank died, one stopped answering);
     None when the error is this rank's own."""
-    if _group is None:
+    if _group is None or isinstance(exc, (DlcliError, TrainingFailed)):  # this rank's own: a NaN loss is every rank's
         return None
     lost = lost_ranks()
     if lost:
