@@ -126,7 +126,7 @@ def train(
     if nproc is not None:  # N ranks, each running this command without --nproc
         from .launch import check, launch, worker_args
 
-        check(config, overrides, resume, nproc)
+        check(config, overrides, resume, nproc, device)
         code = launch(nproc, worker_args(sys.argv[sys.argv.index("train"):]))
         if code:
             raise typer.Exit(code)

@@ -29,14 +29,16 @@ def worker_args(argv: list[str]) -> list[str]:
     return out
 
 
-def check(config: str | None, overrides: list[str], resume, nproc: int) -> None:
-    """The config (or the resumed run's) as every rank will load it, and its batch against N processes."""
+def check(config: str | None, overrides: list[str], resume, nproc: int, device: str | None) -> None:
+    """The config (or the resumed run's) as every rank will load it, its batch and distributed: options
+    against N processes on its device."""
     from ..config import load_config
-    from ..engine.distributed import check_batch
+    from ..engine import distributed
+    from ..engine.device import config_device
     from ..runs.run import Run
 
     cfg = Run.open(resume, overrides).config if resume is not None else load_config(config, overrides)
-    check_batch(cfg, nproc)
+    distributed.check(cfg, nproc, config_device(cfg, device))
 
 
 def launch(nproc: int, argv: list[str]) -> int:
@@ -46,6 +48,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("LOGLEVEL", "ERROR")  # torch.distributed.elastic's loggers: dlcli says what failed
     args = torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "--monitor-interval=0.5",
                                 "-m", "dlcli", *argv])
     _quiet_agent()

@@ -105,7 +105,7 @@ def join(cfg, device: torch.device) -> torch.device:
     world = from_env()
     if world is None:
         return device
-    check_batch(cfg, world.size)
+    backend = check(cfg, world.size, device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", world.local_rank % max(torch.cuda.device_count(), 1))
     if _group is not None:
@@ -113,13 +113,6 @@ def join(cfg, device: torch.device) -> torch.device:
     import torch.distributed as dist
 
     options = cfg.distributed
-    backend = options.backend if options.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
-    if backend == "nccl" and device.type != "cuda":
-        raise cfg.error("distributed.backend", f"nccl runs on GPUs only, and this run trains on {device}; "
-                                               "use gloo (or auto)")
-    if options.sync_batchnorm and device.type != "cuda":
-        raise cfg.error("distributed.sync_batchnorm", "synchronized batch norm runs on GPUs only (nccl); set it "
-                                                      "to false for a CPU run")
     if world.launcher == "slurm":
         os.environ.setdefault("MASTER_ADDR", first_host(os.environ.get("SLURM_STEP_NODELIST")
                                                         or os.environ.get("SLURM_JOB_NODELIST", "localhost")))
@@ -148,6 +141,20 @@ def leave() -> None:
     _group = None
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check(cfg, size: int, device: torch.device) -> str:
+    """The config's batch and distributed: options against `size` ranks on `device`; the backend to use."""
+    check_batch(cfg, size)
+    options = cfg.distributed
+    backend = options.backend if options.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and device.type != "cuda":
+        raise cfg.error("distributed.backend", f"nccl runs on GPUs only, and this run trains on {device}; "
+                                               "use gloo (or auto)")
+    if options.sync_batchnorm and device.type != "cuda":
+        raise cfg.error("distributed.sync_batchnorm", "synchronized batch norm runs on GPUs only (nccl); set it "
+                                                      "to false for a CPU run")
+    return backend
 
 
 def check_batch(cfg, size: int) -> None:
