@@ -112,6 +112,7 @@ def train(
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (overrides train.threads; default auto)."),
+    nproc: int | None = typer.Option(None, "--nproc", min=1, help="Data-parallel: N processes on this machine (torchrun --standalone)."),
 ):
     """Train a model; every run is kept in its own run directory."""
     from ..commands.train import train as run_training
@@ -122,6 +123,14 @@ def train(
         raise typer.BadParameter("give a config file (or --resume RUN_DIR)", param_hint="CONFIG")
     if config is not None and resume is not None:
         raise typer.BadParameter("--resume continues the run's own config; give overrides only", param_hint="CONFIG")
+    if nproc is not None:  # N ranks, each running this command without --nproc
+        from .launch import check, launch, worker_args
+
+        check(config, overrides, resume, nproc, device)
+        code = launch(nproc, worker_args(sys.argv[sys.argv.index("train"):]))
+        if code:
+            raise typer.Exit(code)
+        return
     result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress)
     render.trained(out, result)
 

@@ -18,7 +18,8 @@ import torch
 
 from .. import runs
 from ..config import Config, load_config
-from ..engine.callbacks import Callback, OnEpochEnd, standard_callbacks
+from ..engine import distributed
+from ..engine.callbacks import Callback, EarlyStopping, OnEpochEnd, on_rank, standard_callbacks
 from ..engine.device import config_device
 from ..engine.loop import fit, monitored
 from ..engine.resume import Changes, changes
@@ -81,16 +82,27 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
                                "leaves its folder so); start again")
             if not _started(folder):
                 runs.check_run_dir(folder)  # not a run directory: says why
-            with RunLock(folder):  # before anything is read for writing: one process per run
+            if distributed.from_env() is not None:  # torchrun or srun: join the other ranks first
+                joined = Run.open(folder, overrides).config
+                distributed.join(joined, config_device(joined, device))
+            if distributed.rank():  # rank 0 checks and locks the run; the others follow it
+                distributed.announce(None, what="the resume's checks")
                 cfg, info, setup, changed, dev = _prepare_resume(folder, overrides, device)
+                return _follow(folder, cfg, setup, dev, changed, stopped, callbacks)
+            with RunLock(folder):  # before anything is read for writing: one process per run
+                cfg, info, setup, changed, dev = distributed.announce(
+                    lambda: _prepare_resume(folder, overrides, device), send=False)
                 return _train(folder, cfg, setup, dev, info, changed, stopped, progress, callbacks)
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
         dev = config_device(cfg, device)  # refuses a missing GPU before anything is loaded or written
+        dev = distributed.join(cfg, dev)  # under torchrun or srun: the other ranks (cuda:LOCAL_RANK)
         setup = prepare(cfg, device=dev)
         name = cfg.name or (cfg.file.stem if cfg.file else "run")
-        folder = _new_run(name, run_dir, runs_root)
+        folder = Path(distributed.announce(lambda: str(_new_run(name, run_dir, runs_root)), what="creating the run"))
+        if distributed.rank():  # rank 0 writes the run; the others train alongside it
+            return _follow(folder, cfg, setup, dev, None, stopped, callbacks)
         with RunLock(folder):
             info = {"name": name, "started": runs.now(), "command": " ".join(sys.argv)}
             return _train(folder, cfg, setup, dev, info, None, stopped, progress, callbacks)
@@ -113,7 +125,7 @@ def _prepare_resume(folder: Path, overrides, device: str | None) -> tuple[Config
     if info.get("stopped_early") and not (changed.touches("train.early_stopping") or changed.touches("train.epochs")):
         raise RunError(f"{folder}: stopped early at epoch {done}; to train on, pass a larger "
                        "train.early_stopping.patience=N or train.epochs=N")
-    dev = config_device(cfg, device)
+    dev = distributed.join(cfg, config_device(cfg, device))
     setup = prepare(cfg, fitted=run.fitted, device=dev)
     run.load_weights(setup.model, "last", torch.device("cpu"))  # it fits, before anything is rewritten
     if (folder / runs.CHECKPOINTS / "best.pt").exists():  # and the best so far, which training replaces
@@ -137,6 +149,7 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         "pid": os.getpid(),
         **runs.environment(str(dev)),
         "threads": setup.threads.summary(),
+        **distributed.info(),  # world_size, backend
     }
 
     def finish(status: str, **extra) -> None:
@@ -148,31 +161,64 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         runs.write_json(folder / runs.RUN_INFO, info)
 
     checkpoint = folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None
-    try:
+    def start() -> None:
         runs.write_json(folder / runs.RUN_INFO, info)
         runs.write_yaml(folder / runs.CONFIG, cfg.resolved())
         _write_data_files(folder, setup)
         runs.write_atomic(folder / runs.SUMMARY, summary_text(setup.model, info["name"]) + "\n")
+
+    try:
+        distributed.announce(start, send=False, what="writing the run's files")  # the other ranks wait for it
         every = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch), *callbacks]
         state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
-        if stopped:  # Ctrl-C or SIGTERM, or what they broke on their way (a data worker killed with us)
+        lost = distributed.failure(exc)  # another rank died or stopped answering: the run failed
+        distributed.hold_signals()  # a launcher that stops the ranks must not cut run.json's writing short
+        if stopped and lost is None:  # Ctrl-C or SIGTERM, or what they broke on their way (a data worker killed with us)
             finish("interrupted", message=f"stopped by {signal.Signals(stopped[0]).name}; continue with dlcli "
                                           f"train --resume {folder}")
             raise Stopped(stopped[0], folder) from None
-        message = str(exc) if isinstance(exc, (TrainingFailed, RunError)) else f"{type(exc).__name__}: {exc}"
+        message = lost or (str(exc) if isinstance(exc, (TrainingFailed, RunError)) else f"{type(exc).__name__}: {exc}")
         try:
             finish("failed", message=message)
         except RunError:  # the disk that failed the run fails run.json too: the checkpoints are intact
             pass
+        if lost:
+            raise TrainingFailed(f"{lost}; continue with dlcli train --resume {folder}") from None
         if isinstance(exc, RunError):
             raise RunError(f"{exc}; the run stopped after epoch {info['epochs_completed']}: continue it with "
                            f"dlcli train --resume {folder} once that is fixed") from None
         raise
+    distributed.leave()
     monitor = monitored(setup)
     finish("completed", epochs_completed=state.epoch, best_epoch=state.best_epoch,
            best_value=state.best_value, monitor=monitor, stopped_early=state.stopped_early)
     return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitor,
+                       state.stopped_early, dict(state.history[-1]) if state.history else {},
+                       [dict(row) for row in state.history])
+
+
+def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | None, stopped: list[int],
+            callbacks: list[Callback]) -> TrainResult:
+    """A rank other than 0 trains alongside rank 0 and writes nothing of the run but logs/rank<r>.log (its
+    output and a line per epoch); rank 0's run.json says how the run ended."""
+    distributed.announce(None, what="writing the run's files")
+    distributed.log_to(folder)
+    tc = cfg.train
+    every = [EarlyStopping(tc.early_stopping.patience)] if tc.early_stopping else []
+    every += [distributed.RankLog(), *on_rank(list(callbacks), distributed.rank())]
+    try:
+        state = fit(setup, dev, every, resume_from=folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None,
+                    changes=changed)
+    except BaseException as exc:
+        lost = distributed.failure(exc)
+        if stopped and lost is None:
+            raise Stopped(stopped[0], folder) from None
+        if lost:
+            raise TrainingFailed(lost) from None
+        raise
+    distributed.leave()
+    return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitored(setup),
                        state.stopped_early, dict(state.history[-1]) if state.history else {},
                        [dict(row) for row in state.history])
 
@@ -218,9 +264,14 @@ def _write_data_files(run: Path, setup: Setup) -> None:
     })
 
 
+# SIGUSR1: what SLURM sends before a job's time limit (sbatch --signal=USR1@300)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
 @contextmanager
 def _stop_signals():
-    """Ctrl-C (SIGINT) and `kill` (SIGTERM) stop training the same way: marked interrupted, resumable.
+    """Ctrl-C (SIGINT), `kill` (SIGTERM) and SLURM's warning (SIGUSR1) stop training the same way: marked
+    interrupted, resumable.
 
     Only the first signal acts. A batch system signals the whole process group, and `uv run` passes the
     signal on as well, so a second one comes while the first is being handled: it must not cut short
@@ -233,7 +284,7 @@ def _stop_signals():
             raise Stopped(signum)
 
     try:
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread (a notebook's worker): leave signals alone
         yield received
         return

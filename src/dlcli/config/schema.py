@@ -176,6 +176,14 @@ class TrainConfig(Section):
         return device
 
 
+class DistributedConfig(Section):
+    """Data-parallel training under torchrun, srun or `dlcli train --nproc N` (engine/distributed.py)."""
+
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    timeout: Annotated[float, Field(gt=0)] = 600  # seconds a rank waits for the others before it gives up
+    sync_batchnorm: bool = False  # batch norm statistics over the global batch (GPUs only)
+
+
 def _name_problem(name: str) -> str | None:
     if not name.strip():
         return "is empty"
@@ -209,6 +217,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     metrics: list[str | dict[str, Any]] | None = None  # names, `rejection@eff=0.5`, or {name: ams, b_reg: 10}
     tune: TuneConfig | None = None  # dlcli tune's study and search space (config/space.py); training ignores it
+    distributed: DistributedConfig = DistributedConfig()
 
     @field_validator("name")
     @classmethod

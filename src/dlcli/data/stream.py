@@ -322,6 +322,7 @@ class TableStream(IterableDataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.index = {c: i for i, c in enumerate(spec.classes)} if spec.classes is not None else None
         self.batch_size: int | None = None  # None: one sample at a time; see batches()
+        self.shard = (0, 1)  # data-parallel training: (rank, world size); see sharded()
 
     @property
     def split(self) -> str:
@@ -339,7 +340,8 @@ class TableStream(IterableDataset):
         if self.shuffle:
             order = np.random.default_rng([self.spec.seed, epoch]).permutation(len(work))
             work = [work[i] for i in order]
-        return work[worker::workers]
+        rank, ranks = self.shard
+        return work[rank::ranks][worker::workers]
 
     def _serves(self, plan: FilePlan) -> bool:
         return plan.role in ("path", "train") or plan.role == self.split
@@ -353,6 +355,17 @@ class TableStream(IterableDataset):
         """
         view = copy.copy(self)  # shares the epoch counter: set_epoch on either reaches both
         view.batch_size = batch_size
+        return view
+
+    def chunks(self) -> int:
+        """The chunks this split is read in, over all its files."""
+        return sum(len(plan.chunks) for plan in self.plans if self._serves(plan))
+
+    def sharded(self, rank: int, ranks: int) -> TableStream:
+        """The chunks rank `rank` of `ranks` reads (every `ranks`-th of the epoch's order), as a view that shares
+        the epoch counter; the ranks' views together read every chunk once."""
+        view = copy.copy(self)
+        view.shard = (rank, ranks)
         return view
 
     @property

@@ -59,8 +59,11 @@ class Batches:
 
     def __init__(self, split, task: str, device: torch.device, batch_size: int, *, shuffle: bool = False,
                  seed: int = 0, workers: int | str = "auto", memory_format=torch.contiguous_format,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, shard: tuple[int, int] | None = None):
         self.task, self.device, self.batch_size, self.shuffle, self.seed = task, device, batch_size, shuffle, seed
+        # Data-parallel training: (rank, world size); each batch is this rank's part of a global batch.
+        self.shard = shard
+        self._global_rows: int | None = None  # a streamed table's global batch being cut among the ranks
         self.memory_format = memory_format
         if in_memory(split):
             x, y = split
@@ -84,11 +87,28 @@ class Batches:
 
     def __len__(self) -> int:
         """Batches per epoch."""
+        if self.shard is not None and not self._iterable:  # a last batch too short to give each rank a row is left out
+            return self.n // self.batch_size + (self.n % self.batch_size >= self.shard[1])
         return -(-self.n // self.batch_size)
 
     @property
     def weighted(self) -> bool:
         return self.tensors is not None and self.tensors.w is not None
+
+    @property
+    def _iterable(self) -> bool:
+        from torch.utils.data import IterableDataset
+
+        return isinstance(self.dataset, IterableDataset)
+
+    def share(self, b: int, rows: int) -> float:
+        """Data-parallel training: the fraction of global batch `b` that this rank's `rows` are, times the world
+        size. DDP averages the ranks' gradients; weighing each rank's mean loss by its share makes that
+        average the gradient of the global batch's mean loss, also for a last batch that does not divide."""
+        world = self.shard[1]
+        if self._iterable:  # a streamed table's ranks read batches of batch_size / world rows (or cut global ones)
+            return rows * world / (self._global_rows or self.batch_size)
+        return rows * world / min(self.batch_size, self.n - b * self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         if not self.streamed:
@@ -111,7 +131,12 @@ class Batches:
 
     def _slices(self):
         t = self.tensors
-        if self.shuffle:  # the permutation is cut into batches in one call, not sliced per step
+        if self.shard is not None:  # every rank draws the same permutation and takes its part of each batch
+            order = (torch.randperm(self.n, device=self.holder, generator=self.generator) if self.shuffle
+                     else torch.arange(self.n, device=self.holder))
+            pieces = ((t.x[idx], t.y[idx], None if t.w is None else t.w[idx])
+                      for idx in _parts(order, self.batch_size, *self.shard))
+        elif self.shuffle:  # the permutation is cut into batches in one call, not sliced per step
             order = torch.randperm(self.n, device=self.holder, generator=self.generator)
             pieces = ((t.x[idx], t.y[idx], None if t.w is None else t.w[idx]) for idx in order.split(self.batch_size))
         else:
@@ -132,21 +157,87 @@ class Batches:
     def _loaded(self):
         from torch.utils.data import DataLoader, IterableDataset
 
+        iterable = isinstance(self.dataset, IterableDataset)
         if self.loader is None:
-            iterable = isinstance(self.dataset, IterableDataset)
             # A streamed table serves whole batches (TableStream.batches): no per-sample collation.
             whole = hasattr(self.dataset, "batches")
             dataset = self.dataset.batches(self.batch_size) if whole else self.dataset
+            sharded = {}
+            if self.shard is not None and whole and self.dataset.chunks() >= self.shard[1]:
+                # each rank reads its own chunks, in batches of its part of the global batch
+                dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1])
+            elif self.shard is not None and not iterable:  # each rank reads its part of every global batch
+                sharded = {"batch_sampler": _ShardSampler(self), "batch_size": None}
             self.loader = DataLoader(
-                dataset, batch_size=None if whole else self.batch_size, shuffle=self.shuffle and not iterable,
+                dataset, **(sharded or {"batch_size": None if whole else self.batch_size,
+                                        "shuffle": self.shuffle and not iterable}),
                 num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                persistent_workers=self.workers > 0, generator=self.generator,
+                persistent_workers=self.workers > 0, generator=None if sharded else self.generator,
                 prefetch_factor=getattr(dataset, "prefetch", 4) if self.workers > 0 else None,
             )
-        for xb, yb in self.loader:
+        if self.shard is None or not iterable:
+            loaded = self.loader
+        elif self.loader.dataset.shard == (0, 1):  # fewer chunks than ranks: each rank cuts every global batch
+            loaded = self._cut(self.loader)
+        else:
+            loaded = _even(self.loader, self.device)
+        for xb, yb in loaded:
             xb = xb.to(self.device, non_blocking=True)
             if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
 
 
+
+    def _cut(self, loader):
+        """A streamed table read whole by every rank (it has fewer chunks than ranks): this rank's part of
+        each global batch, as for data in memory."""
+        rank, world = self.shard
+        for xb, yb in loader:
+            if len(xb) < world:
+                continue
+            self._global_rows = len(xb)
+            yield xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+
+
+def _parts(order: torch.Tensor, batch_size: int, rank: int, world: int):
+    """Rank `rank`'s part of each global batch of `order`; a last batch with fewer rows than ranks is left out
+    (every rank must take the same number of steps)."""
+    for idx in order.split(batch_size):
+        if len(idx) < world:
+            break
+        yield idx.tensor_split(world)[rank]
+
+
+class _ShardSampler:
+    """Data-parallel training from a map-style Dataset (image files, augmented images): the indices of this
+    rank's part of each global batch of the epoch's permutation, drawn from the same seeded generator on
+    every rank. A rank reads only its own files."""
+
+    def __init__(self, batches: Batches):
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        b = self.batches
+        order = torch.randperm(b.n, generator=b.generator) if b.shuffle else torch.arange(b.n)
+        for idx in _parts(order, b.batch_size, *b.shard):
+            yield idx.tolist()
+
+
+def _even(loader, device: torch.device):
+    """The batches of a rank that reads its own chunks of a streamed table, as long as every rank has one:
+    the ranks' shares of rows differ by up to a chunk, and a rank that stepped alone would wait forever."""
+    import torch.distributed as dist
+
+    flag = torch.ones((), dtype=torch.int32, device=device)
+    for batch in loader:
+        flag.fill_(1)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if int(flag.item()) == 0:
+            return
+        yield batch
+    flag.fill_(0)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)

@@ -20,6 +20,7 @@ from ..errors import TrainingFailed
 from ..nn.metrics import compute
 from ..nn.optimizers import build_optimizer
 from ..nn.schedules import build_schedule, monitor_mode
+from . import distributed
 from .batches import Batches
 from .callbacks import Callback
 from .device import autocast
@@ -36,12 +37,19 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
     cfg, model, loss_fn, task = setup.config, setup.model, setup.loss, setup.task
     tc = cfg.train
     fmt = memory_format(tc.channels_last, model)
+    model = distributed.sync_batchnorm(model, cfg.distributed.sync_batchnorm)
     model.to(device, memory_format=fmt)
     loss_fn.to(device)
     splits = setup.data.splits
+    if distributed.shard() is not None and setup.data.weights:
+        key = "data.weight" if cfg.data.weight else "train.class_weight"
+        raise cfg.error(key, "event and class weights are not supported under data-parallel training yet "
+                        "(the ranks' weighted losses are not combined); train in one process")
     train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
-                            workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("train"))
-    val_batches = (Batches(splits["val"], task, device, inference_batch_size(model, device, tc.eval_batch_size),
+                            workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("train"),
+                            shard=distributed.shard())
+    val_batches = (Batches(distributed.part(splits["val"]), task, device,  # data-parallel: this rank's rows
+                           inference_batch_size(model, device, tc.eval_batch_size),
                            workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("val"))
                    if "val" in splits else None)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
@@ -55,7 +63,9 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
         for note in restore(training, resume_from, device, changes):
             tell(callbacks, note)
     callbacks = _with_threads(setup, callbacks)
-    forward = _Compiled(model, callbacks) if tc.compile else model
+    wrapped = distributed.wrap(model, device)  # DistributedDataParallel under torchrun or srun
+    forward = _Compiled(wrapped, callbacks) if tc.compile else wrapped
+    shared = train_batches.shard is not None
     grad_scaler, state = training.grad_scaler, training.state
     per_batch = [cb for cb in callbacks if cb.per_batch]
     per_step = schedule.per_step  # an `interval: step` schedule sets the lr of every step
@@ -79,7 +89,8 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                     out = forward(xb)
                     loss = loss_fn(out, yb) if wb is None else loss_fn(out, yb, wb)  # sum(w l) / sum(w)
                 optimizer.zero_grad(set_to_none=True)
-                grad_scaler.scale(loss).backward()  # fp16 scales the loss; otherwise these calls pass through
+                scaled = loss * train_batches.share(b, len(xb)) if shared else loss  # see Batches.share
+                grad_scaler.scale(scaled).backward()  # fp16 scales the loss; otherwise these calls pass through
                 if tc.clip_grad_norm or tc.clip_grad_value:
                     grad_scaler.unscale_(optimizer)
                     _clip(model, tc.clip_grad_norm, tc.clip_grad_value)
@@ -93,13 +104,16 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                 for cb in per_batch:
                     cb.on_train_batch_end(training, b)
 
-            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(running.total, running.denominator, epoch)}
+            total, rows = (distributed.sum_loss(running.total, running.rows) if shared
+                           else (running.total, running.denominator))
+            row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(total, rows, epoch)}
             if tc.train_metrics:
-                train_out = gathered.outputs(task, model.head)
+                train_out = distributed.gather(gathered.outputs(task, model.head))
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
                 del gathered, train_out  # free the epoch's outputs before validation
             if val_batches is not None:
-                val_loss, val_out = evaluate_batches(model, loss_fn, val_batches, precision=tc.precision)
+                val_loss, val_out = distributed.evaluate(evaluate_batches, model, loss_fn, val_batches,
+                                                         precision=tc.precision)
                 row["val_loss"] = val_loss
                 row.update({f"val_{k}": v for k, v in compute(cfg.metric_names, val_out).items()})
             row["epoch_seconds"] = time.perf_counter() - started
@@ -110,6 +124,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
             training.schedule.step(row)
             for cb in callbacks:
                 cb.on_epoch_end(training, row)
+            state.stopped_early = distributed.decided_on_rank_zero(state.stopped_early)
     finally:
         for cb in callbacks:
             cb.on_fit_end(training)

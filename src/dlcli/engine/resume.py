@@ -24,7 +24,8 @@ from .state import State, Training
 # What a resume may change (key paths, by prefix); everything else is refused.
 RESUMABLE = ("optimizer", "schedule", "train.epochs", "train.early_stopping.patience",
              "train.early_stopping.min_delta", "train.clip_grad_norm", "train.clip_grad_value", "train.device",
-             "train.eval_batch_size", "train.threads", "train.compile", "train.tensorboard", "train.train_metrics", "data.workers")
+             "train.eval_batch_size", "train.threads", "train.compile", "train.tensorboard", "train.train_metrics", "data.workers",
+             "distributed")
 _WHAT = {"model": "the network the checkpoint holds", "data": "the data the run was trained on",
          "task": "the task", "loss": "the loss being minimised", "seed": "the run's random streams",
          "metrics": "the columns of metrics.csv", "name": "the run's name",

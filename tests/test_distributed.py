@@ -1,0 +1,185 @@
+"""Data-parallel training with torchrun (DDP) on CPU with gloo, 2 processes (`dlcli train --nproc 2`).
+
+One launched run proves several things at once: its weights equal a 1-process run's with the same
+global batch (SGD, no dropout, one seeded permutation), its validation over 7 rows equals a hand
+computation with scikit-learn from the checkpoint (every row once, no padding duplicates), it wrote
+one run directory with a metrics.csv row per epoch, and a single-process `evaluate` reads its
+checkpoint. Two more runs are stopped: a rank SIGKILLed (the run fails, nothing hangs) and SIGTERM
+(interrupted, then resumed on one process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, log_loss
+
+from dlcli import evaluate, train
+from dlcli.engine.distributed import first_host, from_env
+from dlcli.runs import read_metrics
+from dlcli.runs.run import Run
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32" or not torch.distributed.is_available(),
+                                reason="gloo processes and POSIX signals")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
+
+CONFIG = """\
+seed: 3
+data: {{train: train.npz, val: val.npz, target: y, features: [x]}}
+model:
+  layers:
+    - {{type: dense, units: 8, activation: tanh}}
+    - {{type: dense, units: 1, activation: sigmoid}}
+loss: binary_crossentropy
+optimizer: {{name: sgd, lr: 0.2}}
+train: {{epochs: {epochs}, batch_size: 8, device: cpu, threads: 1}}
+metrics: [accuracy]
+distributed: {{timeout: 20}}
+"""
+
+
+def write_data(folder: Path, train_rows: int = 61) -> None:
+    rng = np.random.default_rng(0)
+    for name, n in (("train", train_rows), ("val", 7)):
+        x = rng.standard_normal((n, 5)).astype(np.float32)
+        y = (x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.standard_normal(n) > 0).astype(np.int64)
+        np.savez(folder / f"{name}.npz", x=x, y=y)
+
+
+def launch(folder: Path, *args, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dlcli", "train", "cfg.yaml", "--nproc", "2", "--no-progress",
+                             *map(str, args)], cwd=folder, env=ENV, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def weights(run: Path, which: str = "last") -> dict:
+    return torch.load(run / "checkpoints" / f"{which}.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp")
+    write_data(folder)
+    (folder / "cfg.yaml").write_text(CONFIG.format(epochs=2))
+    proc = launch(folder, "--run-dir", "two")
+    out, err = proc.communicate(timeout=55)
+    assert proc.returncode == 0, out + err
+    one = train(folder / "cfg.yaml", run_dir=folder / "one", progress=False)  # 1 process, the same global batch
+    return folder, out, err, one
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_two_ranks_train_as_one_and_validate_every_row_once(ddp):
+    folder, out, err, one = ddp
+    run = folder / "two"
+    assert "completed 2 epochs" in out and "Traceback" not in out + err
+    # Equivalence: 2 ranks with global batch 8 (4 rows each; the last batch of 5 rows split 3 + 2) give the
+    # weights of 1 process with batch 8.
+    two_w, one_w = weights(run), weights(Path(one.run_dir))
+    assert two_w.keys() == one_w.keys()
+    for key in one_w:
+        assert torch.allclose(two_w[key], one_w[key], rtol=1e-5, atol=1e-7), key
+    rows, single = read_metrics(run / "metrics.csv"), one.history
+    assert [r["epoch"] for r in rows] == [1, 2]  # one row per epoch, written once
+    for r, s in zip(rows, single):
+        assert r["val_accuracy"] == s["val_accuracy"] and r["train_accuracy"] == s["train_accuracy"]
+        assert r["val_loss"] == pytest.approx(s["val_loss"], rel=1e-5)
+        assert r["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
+    # Exact validation on 7 rows (4 + 3 over the ranks): scikit-learn on the checkpoint's predictions.
+    model, _, _ = Run.open(run).network("last")
+    val = np.load(folder / "val.npz")
+    with torch.no_grad():
+        p = model.predict(torch.from_numpy(val["x"])).numpy().ravel()
+    assert rows[-1]["val_loss"] == pytest.approx(log_loss(val["y"], p, labels=[0, 1]), rel=1e-5)
+    assert rows[-1]["val_accuracy"] == accuracy_score(val["y"], p > 0.5)
+    # A single-process evaluate of the DDP checkpoint: the same numbers, on the same 7 rows.
+    result = evaluate(run, split="val", checkpoint="last", plots=False, write=False)
+    assert result["n_samples"] == 7
+    assert result["metrics"]["accuracy"] == accuracy_score(val["y"], p > 0.5)
+    # One run directory, written by rank 0; rank 1 only logs.
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["one", "two"]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["world_size"] == 2 and info["backend"] == "gloo"
+    assert [p.name for p in (run / "logs").iterdir()] == ["rank1.log"]
+    assert "epoch 2" in (run / "logs" / "rank1.log").read_text()
+    assert not list(run.rglob("*.tmp")) and not (run / "run.lock").exists()
+
+
+def wait_for_epochs(run: Path, proc: subprocess.Popen, n: int, timeout: float = 40) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if (run / "metrics.csv").exists() and len(read_metrics(run / "metrics.csv")) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} epochs in time: {proc.poll()}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_killed_rank_fails_the_run_without_hanging(tmp_path):
+    write_data(tmp_path, train_rows=400)
+    (tmp_path / "cfg.yaml").write_text(CONFIG.format(epochs=2000))
+    proc = launch(tmp_path, "--run-dir", "run")
+    run = tmp_path / "run"
+    wait_for_epochs(run, proc, 1)
+    pid = int(re.search(r"\(pid (\d+)\)", (run / "logs" / "rank1.log").read_text()).group(1))
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    out, err = proc.communicate(timeout=40)
+    assert time.monotonic() - killed < 25  # within distributed.timeout (20 s), rather than never
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    assert f"rank 1 (pid {pid}) of 2 died" in err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and f"rank 1 (pid {pid})" in info["message"]
+    assert not (run / "run.lock").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_sigterm_marks_the_run_interrupted_and_it_resumes_on_one_process(tmp_path):
+    write_data(tmp_path, train_rows=400)
+    (tmp_path / "cfg.yaml").write_text(CONFIG.format(epochs=2000))
+    proc = launch(tmp_path, "--run-dir", "run")
+    run = tmp_path / "run"
+    wait_for_epochs(run, proc, 2)
+    proc.send_signal(signal.SIGTERM)  # to the launcher, which passes it to every rank
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 143, out + err
+    assert "dlcli train --resume" in err and "Traceback" not in out + err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and "SIGTERM" in info["message"]
+    done = info["epochs_completed"]
+    before = read_metrics(run / "metrics.csv")[:done]
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["state"]["epoch"] == done
+    # Resumed with a different world size (1 process, the same global batch): it goes on from epoch done + 1.
+    result = train(None, [f"train.epochs={done + 1}"], resume=run, progress=False)
+    rows = read_metrics(run / "metrics.csv")
+    assert result.epochs == done + 1 and [r["epoch"] for r in rows] == list(range(1, done + 2))
+    assert [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rows[:done]] == \
+        [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in before]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "completed" and info["world_size"] == 1
+
+
+def test_the_launchers_environment():
+    assert from_env({}) is None
+    assert from_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}).rank == 3
+    slurm = {"SLURM_PROCID": "5", "SLURM_STEP_NUM_TASKS": "8", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}
+    world = from_env(slurm)
+    assert (world.rank, world.size, world.local_rank, world.launcher) == (5, 8, 1, "slurm")
+    # a batch script of an 8-task job that runs dlcli without srun is one process
+    assert from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) is None
+    assert first_host("gpu[03-04,07],cpu1") == "gpu03" and first_host("node7") == "node7"
