@@ -184,6 +184,35 @@ def predict(
 
 @app.command()
 @friendly
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    format: str = typer.Option("onnx", "--format", help="onnx (for ONNX Runtime, CMSSW, Athena, SOFIE) or torch "
+                               "(a torch.export .pt2)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="The file (default: RUN_DIR/export/model.onnx "
+                                       "or model.pt2)."),
+    include_preprocessing: bool = typer.Option(True, "--include-preprocessing/--no-include-preprocessing",
+                                               help="Fold the scaler and missing: mean's fill values into the "
+                                               "model, so it takes raw features (default: on)."),
+):
+    """The run's network as an ONNX file (or a torch.export program) that outputs probabilities, checked
+    against dlcli's predictions before it is written; model.json beside it says what goes in and out."""
+    from ..commands.export import export as run_export
+
+    if checkpoint not in ("best", "last"):
+        raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    if format not in ("onnx", "torch"):
+        raise typer.BadParameter(f"must be onnx or torch, got '{format}'", param_hint="--format")
+    run_dir = chosen_run(run_dir)
+    result = run_export(run_dir, checkpoint=checkpoint, format=format, output=output,
+                        include_preprocessing=include_preprocessing)
+    for note in result.notes:
+        say("note:", note)
+    render.exported(out, result)
+
+
+@app.command()
+@friendly
 def summarize(
     target: Path = typer.Argument(..., metavar="CONFIG|RUN_DIR", help="A YAML config or a run directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -191,3 +191,19 @@ def number(v) -> str:
     if v is None:
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def exported(out: Console, result) -> None:
+    """`export`: the file, what it takes and gives, how it was checked."""
+    meta = result.metadata
+    shape = ", ".join(str(d) for d in meta["input"]["shape"])
+    out.print(f"[green]exported[/] {escape(str(result.path))}", soft_wrap=True)
+    out.print(f"  {result.checkpoint} checkpoint (epoch {result.epoch}), {result.format}"
+              + (f" opset {meta['opset']}" if meta.get("opset") else "")
+              + f"; preprocessing {meta['preprocessing']}", soft_wrap=True)
+    out.print(escape(f"  input '{meta['input']['name']}' float32 [{shape}] -> '{meta['output']['name']}' "
+                     f"({meta['output']['meaning']})"), soft_wrap=True)
+    batches = ", ".join(str(n) for n in result.checked_batches)
+    out.print(f"  checked on batches of {batches} rows: largest difference from dlcli {result.max_difference:.2g}",
+              soft_wrap=True)
+    out.print(f"  description: {escape(str(result.metadata_path))}", soft_wrap=True)
