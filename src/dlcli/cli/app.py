@@ -112,6 +112,8 @@ def train(
     resume: Path | None = typer.Option(None, "--resume", help="Continue an interrupted or killed run from its last checkpoint."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (overrides train.threads; default auto)."),
+    track: list[str] = typer.Option([], "--track", help="Also track the run in mlflow (or tensorboard); repeatable. "
+                                    "Adds to the config's tracking: list."),
 ):
     """Train a model; every run is kept in its own run directory."""
     from ..commands.train import train as run_training
@@ -122,7 +124,11 @@ def train(
         raise typer.BadParameter("give a config file (or --resume RUN_DIR)", param_hint="CONFIG")
     if config is not None and resume is not None:
         raise typer.BadParameter("--resume continues the run's own config; give overrides only", param_hint="CONFIG")
-    result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress)
+    for name in track:
+        if name not in ("mlflow", "tensorboard"):
+            raise typer.BadParameter(f"must be mlflow or tensorboard, got '{name}'", param_hint="--track")
+    result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress,
+                          track=track)
     render.trained(out, result)
 
 
