@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import __version__, runs
 from ..data import load_dataset
+from ..engine.tracking import log_run_files
 from ..errors import DlcliError
 from ..nn.network import Network
 from ..runs.run import Run
@@ -119,6 +120,8 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
     except BaseException:
         path.unlink(missing_ok=True)  # a model file without its description is not an export
         raise
+    if path.parent == run.path / "export":  # a run tracked with MLflow gets its exported model too
+        log_run_files(run.path, folders=["export"], warn=notes.append)
     return Exported(path, metadata_path, format, chosen, epoch, metadata, CHECK_BATCHES, difference, notes)
 
 

@@ -25,12 +25,13 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def changed_keys(configs: list[dict[str, Any]], ignore: tuple[str, ...] = ("name",)) -> list[str]:
+def changed_keys(configs: list[dict[str, Any]], ignore: tuple[str, ...] = ("name", "tracking")) -> list[str]:
     """The flat keys whose values differ between the (flattened) configs, in the first config's key order;
-    a key missing from some of them counts as differing."""
+    a key missing from some of them counts as differing. Keys under `ignore` (where a run was tracked is
+    not what tells two trainings apart) are left out."""
     keys: list[str] = []
     for flat in configs:
         keys += [k for k in flat if k not in keys]
     missing = object()
-    return [k for k in keys if k not in ignore
+    return [k for k in keys if not any(k == i or k.startswith(i + ".") for i in ignore)
             and len({repr(flat.get(k, missing)) for flat in configs}) > 1]
