@@ -102,7 +102,7 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
         runs.check_writable(path)  # before the work: a mistyped -o fails at once
     metadata_path = path.with_suffix(".json") if format == "onnx" else path.with_name(path.name + ".json")
     network, chosen, epoch = run.network(checkpoint, torch.device("cpu"))
-    network = network.to(memory_format=torch.contiguous_format).eval()  # a channels-last trace would bake it in
+    network = exportable(network)
     module, folded = preprocessed(run, network, include_preprocessing)
     notes: list[str] = []
     raw, scaled = check_rows(run, notes)
@@ -110,10 +110,7 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
         expected = network.predict(torch.from_numpy(scaled)).numpy()
     feed = raw if folded else scaled
     metadata = describe(run, network, format, folded, chosen, epoch)
-    if format == "onnx":
-        data, difference = _onnx(module, feed, expected, metadata)
-    else:
-        data, difference = _torch_program(module, feed, expected)
+    data, difference = export_module(module, feed, expected, format, metadata)
     runs.write_atomic(path, data)
     try:
         runs.write_json(metadata_path, metadata)
@@ -123,6 +120,23 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
     if path.parent == run.path / "export":  # a run tracked with MLflow gets its exported model too
         log_run_files(run.path, folders=["export"], warn=notes.append)
     return Exported(path, metadata_path, format, chosen, epoch, metadata, CHECK_BATCHES, difference, notes)
+
+
+def exportable(network: Network) -> Network:
+    """The network on the CPU, in eval mode and contiguous (NCHW) memory: a channels-last trace would bake the
+    layout into the graph, which C++ callers feed as plain row-major arrays."""
+    return network.to("cpu", memory_format=torch.contiguous_format).eval()
+
+
+def export_module(module: nn.Module, feed: np.ndarray, expected: np.ndarray, format: str = "onnx",
+                  metadata: dict | None = None) -> tuple[bytes, float]:
+    """The exported file's bytes, once it reproduced `expected` (dlcli's outputs) from `feed` on every batch of
+    CHECK_BATCHES, and the largest difference seen. ExportError when it cannot be exported or does not agree."""
+    module = module.eval()
+    if format == "onnx":
+        metadata = metadata or {"input": {"name": "input"}, "output": {"name": "output"}}
+        return _onnx(module, feed, expected, metadata)
+    return _torch_program(module, feed, expected)
 
 
 def require_onnx():
@@ -301,6 +315,7 @@ def _onnx(module: nn.Module, feed: np.ndarray, expected: np.ndarray, metadata: d
         proto = onnx_program.model_proto
     except Exception as exc:  # noqa: BLE001  an op without an ONNX translation, among others
         raise ExportError(f"the model cannot be exported to ONNX: {_reason(exc)}") from None
+    _name_batch_axis(proto)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
@@ -319,6 +334,19 @@ def _onnx(module: nn.Module, feed: np.ndarray, expected: np.ndarray, metadata: d
         got = session.run(None, {name: np.ascontiguousarray(feed[:n])})[0]
         worst = max(worst, _compare(got, expected[:n], f"a batch of {n}"))
     return data, worst
+
+
+def _name_batch_axis(proto) -> None:
+    """The batch axis's symbol (torch.export's `s77`) renamed `batch` everywhere in the graph, as model.json
+    names it, so a C++ caller reading the input's shape sees what it means."""
+    first = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    symbol = first.dim_param
+    if not symbol:
+        return
+    for info in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param == symbol:
+                dim.dim_param = "batch"
 
 
 def _torch_program(module: nn.Module, feed: np.ndarray, expected: np.ndarray) -> tuple[bytes, float]:
