@@ -4,7 +4,8 @@
 
 `MLflowTracker` logs the flattened config as params (keys and values cut to MLflow's limits, sent
 in batches of its size), every epoch's metrics.csv row with the epoch as the step, and at the end
-config.yaml, summary.txt, metrics.csv and whatever plots/ and export/ hold; `dlcli evaluate` and
+config.yaml, summary.txt, metrics.csv and whatever plots/ and export/ hold. Metrics go in batches at most
+every SEND_EVERY seconds (and at the end), each with its epoch's time stamp; `dlcli evaluate` and
 `dlcli export` later add their plots and model file to the same MLflow run (`log_run_files`,
 through RUN_DIR/mlflow.json).
 
@@ -52,6 +53,8 @@ DEFAULT_URI = "sqlite:///runs/mlflow.db"
 RUN_FILE = "mlflow.json"  # in the run directory: which MLflow run holds this run's record
 STATE_TAG = "state"  # a trial's state on its child run: COMPLETE, PRUNED, FAIL
 EXTRA_HINT = "uv sync --extra mlflow (or pip install 'dlcli[mlflow]')"
+SEND_EVERY = 5.0  # seconds between batches of epochs' metrics: one database write per epoch of a fast
+#                  training would cost it a third of its time (benchmarks/RESULTS.md)
 FLUSH_SECONDS = 60.0  # how long the end of training waits for the tracker to send what is queued
 ARTIFACT_FILES = (runs.CONFIG, runs.SUMMARY, runs.METRICS, runs.LABELS, runs.SCALER)
 ARTIFACT_FOLDERS = (runs.PLOTS, "export")
@@ -245,6 +248,8 @@ class MLflowTracker(Callback):
         self.warn = warn or (lambda text: print(f"warning: {text}", flush=True))
         self.warned = False
         self.run_id: str | None = None
+        self.pending: list[tuple[dict, int]] = []  # epochs' rows (and when they ended) not yet handed to the sender
+        self.sent = time.monotonic()
         self.sender = Sender()
 
     def _check(self) -> None:
@@ -258,11 +263,19 @@ class MLflowTracker(Callback):
 
     def on_epoch_end(self, training, row):
         self._check()
-        self.sender.put(lambda: self._log_metrics(dict(row)))
+        self.pending.append((dict(row), int(time.time() * 1000)))
+        if time.monotonic() - self.sent >= SEND_EVERY:
+            self._send()
+
+    def _send(self) -> None:
+        rows, self.pending, self.sent = self.pending, [], time.monotonic()
+        if rows:
+            self.sender.put(lambda: self._log_metrics(rows))
 
     def on_fit_end(self, training):
         state = training.state
         done = state.stopped_early or state.epoch >= self.cfg.train.epochs
+        self._send()
         self.sender.put(lambda: self._finish("FINISHED" if done else "FAILED"))
         if not self.sender.wait(FLUSH_SECONDS):
             self.sender.failure = self.sender.failure or f"it did not answer within {FLUSH_SECONDS:g} s"
@@ -292,11 +305,11 @@ class MLflowTracker(Callback):
         for part in chunks(params, per_batch):
             self.client.log_batch(self.run_id, params=part)
 
-    def _log_metrics(self, row: dict) -> None:
+    def _log_metrics(self, rows: list[tuple[dict, int]]) -> None:
         from mlflow.entities import Metric
 
-        stamp, step = int(time.time() * 1000), int(row["epoch"])
-        metrics = [Metric(k, float(v), stamp, step) for k, v in row.items()
+        metrics = [Metric(k, float(v), stamp, int(row["epoch"])) for row, stamp in rows
+                   for k, v in row.items()
                    if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)]
         for part in chunks(metrics, limits()[3]):
             self.client.log_batch(self.run_id, metrics=part)
