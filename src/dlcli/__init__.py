@@ -28,6 +28,8 @@ _API = {
     "predict": ("commands.predict", "predict"),
     "summary_dict": ("nn.summary", "summary_dict"),
     "Run": ("runs.run", "Run"),
+    "load_run": ("commands.load", "load_run"),
+    "export": ("commands.export", "export"),
 }
 
 __all__ = ["__version__", *_API]

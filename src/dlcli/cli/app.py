@@ -113,6 +113,8 @@ def train(
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Live progress bar (default: on a terminal)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads (overrides train.threads; default auto)."),
     nproc: int | None = typer.Option(None, "--nproc", min=1, help="Data-parallel: N processes on this machine (torchrun --standalone)."),
+    track: list[str] = typer.Option([], "--track", help="Also track the run in mlflow (or tensorboard); repeatable. "
+                                    "Adds to the config's tracking: list."),
 ):
     """Train a model; every run is kept in its own run directory."""
     from ..commands.train import train as run_training
@@ -123,6 +125,9 @@ def train(
         raise typer.BadParameter("give a config file (or --resume RUN_DIR)", param_hint="CONFIG")
     if config is not None and resume is not None:
         raise typer.BadParameter("--resume continues the run's own config; give overrides only", param_hint="CONFIG")
+    for name in track:
+        if name not in ("mlflow", "tensorboard"):
+            raise typer.BadParameter(f"must be mlflow or tensorboard, got '{name}'", param_hint="--track")
     if nproc is not None:  # N ranks, each running this command without --nproc
         from .launch import check, launch, worker_args
 
@@ -131,7 +136,8 @@ def train(
         if code:
             raise typer.Exit(code)
         return
-    result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress)
+    result = run_training(config, overrides, run_dir=run_dir, device=device, resume=resume, progress=progress,
+                          track=track)
     render.trained(out, result)
 
 
@@ -201,6 +207,35 @@ def predict(
     for note in result.notes:
         say("note:", note)
     render.predictions(out, result, output)
+
+
+@app.command()
+@friendly
+def export(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run directory written by dlcli train."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    format: str = typer.Option("onnx", "--format", help="onnx (for ONNX Runtime, CMSSW, Athena, SOFIE) or torch "
+                               "(a torch.export .pt2)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="The file (default: RUN_DIR/export/model.onnx "
+                                       "or model.pt2)."),
+    include_preprocessing: bool = typer.Option(True, "--include-preprocessing/--no-include-preprocessing",
+                                               help="Fold the scaler and missing: mean's fill values into the "
+                                               "model, so it takes raw features (default: on)."),
+):
+    """The run's network as an ONNX file (or a torch.export program) that outputs probabilities, checked
+    against dlcli's predictions before it is written; model.json beside it says what goes in and out."""
+    from ..commands.export import export as run_export
+
+    if checkpoint not in ("best", "last"):
+        raise typer.BadParameter(f"must be best or last, got '{checkpoint}'", param_hint="--checkpoint")
+    if format not in ("onnx", "torch"):
+        raise typer.BadParameter(f"must be onnx or torch, got '{format}'", param_hint="--format")
+    run_dir = chosen_run(run_dir)
+    result = run_export(run_dir, checkpoint=checkpoint, format=format, output=output,
+                        include_preprocessing=include_preprocessing)
+    for note in result.notes:
+        say("note:", note)
+    render.exported(out, result)
 
 
 @app.command()

@@ -127,6 +127,9 @@ def runs(out: Console, found: list[dict], folder: Path) -> None:
     table.add_column("started", no_wrap=True)
     for column in ("status", "best", "evaluation"):
         table.add_column(column, no_wrap=True)
+    changed = changed_columns(found)
+    for header in changed.values():
+        table.add_column(escape(header), no_wrap=True)
     for r in found:
         path = Path(r["path"])
         run = escape(r["path"]) + ("" if r["name"] == path.parent.name else f"\n[dim]({escape(r['name'])})[/]")
@@ -138,7 +141,7 @@ def runs(out: Console, found: list[dict], folder: Path) -> None:
         evaluated = "-" if ev is None else "\n".join(
             [f"{Path(str(ev['split'])).name}:", *(f"{k} {number(v)}" for k, v in ev["metrics"].items())])
         table.add_row(run, escape((r["started"] or "-")[:16].replace("T", "\n")), status, escape(best),
-                      escape(evaluated))
+                      escape(evaluated), *(escape(_value(r.get("changed", {}).get(k))) for k in changed))
     if fits(out, table):
         out.print(table)
         return
@@ -156,6 +159,9 @@ def _run_lines(out: Console, r: dict) -> None:
     if r["best_epoch"] is not None:
         parts.append(f"best {escape(r['monitor'])} {number(r['best_value'])} @ {r['best_epoch']}")
     out.print(Padding("  ".join(parts), (0, 0, 0, 2), expand=False))
+    if r.get("changed"):
+        out.print(Padding(escape("  ".join(f"{k} {_value(v)}" for k, v in r["changed"].items())), (0, 0, 0, 2),
+                          expand=False))
     ev = r["evaluation"]
     if ev is not None:
         metrics = "  ".join(f"{short_name(k)} {number(v)}" for k, v in ev["metrics"].items())
@@ -194,3 +200,34 @@ def number(v) -> str:
     if v is None:
         return "-"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def exported(out: Console, result) -> None:
+    """`export`: the file, what it takes and gives, how it was checked."""
+    meta = result.metadata
+    shape = ", ".join(str(d) for d in meta["input"]["shape"])
+    out.print(f"[green]exported[/] {escape(str(result.path))}", soft_wrap=True)
+    out.print(f"  {result.checkpoint} checkpoint (epoch {result.epoch}), {result.format}"
+              + (f" opset {meta['opset']}" if meta.get("opset") else "")
+              + f"; preprocessing {meta['preprocessing']}", soft_wrap=True)
+    out.print(escape(f"  input '{meta['input']['name']}' float32 [{shape}] -> '{meta['output']['name']}' "
+                     f"({meta['output']['meaning']})"), soft_wrap=True)
+    batches = ", ".join(str(n) for n in result.checked_batches)
+    out.print(f"  checked on batches of {batches} rows: largest difference from dlcli {result.max_difference:.2g}",
+              soft_wrap=True)
+    out.print(f"  description: {escape(str(result.metadata_path))}", soft_wrap=True)
+
+
+CHANGED_COLUMNS = 4  # config keys shown as columns of `runs` (`--json` has them all)
+
+
+def changed_columns(found: list[dict]) -> dict[str, str]:
+    """The changed config keys shown as columns: key -> header (its last part, or the whole key where two
+    keys share their last part)."""
+    keys = list(next((r["changed"] for r in found if r.get("changed")), {}))[:CHANGED_COLUMNS]
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
+
+
+def _value(v) -> str:
+    return "-" if v is None else number(v) if isinstance(v, float) else str(v)

@@ -12,6 +12,7 @@ from ..data.labels import class_names
 from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..engine.setup import prepare
+from ..engine.tracking import log_run_files
 from ..errors import DataError, RunError, SpecError
 from ..nn.losses import counts_classes
 from ..nn.metrics import report
@@ -115,6 +116,8 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
             runs.write_json(run.path / runs.EVALUATION, result)
         except RunError as exc:
             not_saved[runs.EVALUATION] = str(exc)
+        if not not_saved:  # a run tracked with MLflow gets this evaluation's files too
+            log_run_files(run.path, [runs.EVALUATION], [runs.PLOTS] if plots else [], warn=note)
     return {**result, "not_saved": not_saved} if not_saved else result
 
 

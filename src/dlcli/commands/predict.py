@@ -56,13 +56,24 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
     if output is not None:
         runs.check_writable(Path(output))  # before the work: a mistyped -o fails at once
     run = Run.open(run_dir)
-    cfg, task, input_shape = run.config, run.task, run.input_shape
+    task = run.task
     path = Path(input).expanduser().resolve()
 
     dev = resolve_device(device or "auto")
     model, chosen, epoch = run.network(checkpoint, dev)  # a broken run fails before a big input is read
+    table, outputs, notes = predict_file(run, model, path, dev, batch_size=batch_size, threads=threads)
+    if output is not None:
+        write_table(table, Path(output), notes)  # csv (a csv input's columns as their text), parquet or root
+    return Predictions(table, outputs, task, chosen, epoch, notes)
+
+
+def predict_file(run: Run, model, path: Path, dev, *, batch_size: int | None = None,
+                 threads: int | str | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """A run's network (loaded on `dev`) over every row of the file `path`, prepared as the run prepared its
+    training rows: (the table, its output columns, notes). What `predict` and `load_run(...).predict` share."""
+    cfg, task = run.config, run.task
     with _input_errors(path):
-        x, passthrough, notes = _read_input(path, cfg, run.labels, run.scaler, input_shape)
+        x, passthrough, notes = _read_input(path, cfg, run.labels, run.scaler, run.input_shape)
     _, out = evaluate_split(model, None, (x, None), task, batch_size or cfg.train.eval_batch_size, dev,
                             threads=threads or cfg.train.threads, note=notes.append)
     outputs = output_frame(out.y_prob, task, run.labels.get("classes"), _target_name(cfg))
@@ -72,9 +83,7 @@ def predict(run_dir: str | Path, input: str | Path, *, output: str | Path | None
         passthrough = passthrough.drop(columns=clashes)
         notes.append(f"input column(s) {', '.join(clashes)} replaced by this prediction")
     table = pd.concat([passthrough.reset_index(drop=True), outputs], axis=1)
-    if output is not None:
-        write_table(table, Path(output), notes)  # csv (a csv input's columns as their text), parquet or root
-    return Predictions(table, list(outputs.columns), task, chosen, epoch, notes)
+    return table, list(outputs.columns), notes
 
 
 def output_frame(probs: np.ndarray, task: str, classes: list | None, target: str | None) -> pd.DataFrame:

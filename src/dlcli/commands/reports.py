@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .. import runs
+from ..config.flat import changed_keys, flatten
 from ..errors import RunError
 from ..runs.lock import is_locked
 
@@ -61,6 +62,17 @@ class RunRecord:
         """run.json's status; `killed` for a run still `running` whose process is gone (its lock is free)."""
         status = self.info.get("status", "unknown")
         return "killed" if status == "running" and not is_locked(self.path) else status
+
+    @cached_property
+    def flat_config(self) -> dict:
+        """config.yaml as flat key.path -> value pairs; {} when it cannot be read."""
+        import yaml
+
+        try:
+            loaded = yaml.safe_load((self.path / runs.CONFIG).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return {}
+        return flatten(loaded) if isinstance(loaded, dict) else {}
 
     def best_row(self) -> dict | None:
         epoch = self.info.get("best_epoch")
@@ -143,8 +155,24 @@ def newest_run(folder: str | Path) -> tuple[Path, str | None]:
 
 
 def runs_table(root: str | Path = "runs") -> list[dict]:
-    """`dlcli runs --json`: the runs under root, newest first, as dicts."""
-    return [r.summary() for r in find_runs(root)]
+    """`dlcli runs --json`: the runs under root, newest first, as dicts. Each has "changed": the config keys
+    whose values differ between runs of the same name (optimizer.lr, ...), with this run's value."""
+    records = find_runs(root)
+    keys = changed_config_keys(records)
+    return [{**r.summary(), "changed": {k: r.flat_config.get(k) for k in keys}} for r in records]
+
+
+def changed_config_keys(records: list[RunRecord]) -> list[str]:
+    """The flat config keys that tell runs of one name apart (a config trained with other overrides)."""
+    groups: dict[str, list[RunRecord]] = {}
+    for r in records:
+        if not r.problem:
+            groups.setdefault(r.name, []).append(r)
+    keys: list[str] = []
+    for group in groups.values():
+        if len(group) > 1:
+            keys += [k for k in changed_keys([r.flat_config for r in group]) if k not in keys]
+    return keys
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,12 +18,14 @@ import torch
 
 from .. import runs
 from ..config import Config, load_config
+from ..config.schema import TrackerConfig
 from ..engine import distributed
-from ..engine.callbacks import Callback, EarlyStopping, OnEpochEnd, on_rank, standard_callbacks
+from ..engine.callbacks import Callback, EarlyStopping, OnEpochEnd, ProgressBar, on_rank, standard_callbacks
 from ..engine.device import config_device
 from ..engine.loop import fit, monitored
 from ..engine.resume import Changes, changes
 from ..engine.setup import Setup, prepare
+from ..engine.tracking import tracking_callbacks
 from ..errors import RunError, Stopped, TrainingFailed
 from ..runs.checkpoint import load_checkpoint
 from ..runs.lock import LOCK, RunLock
@@ -56,7 +58,7 @@ class TrainResult:
 def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, ...] = (), *,
           run_dir: str | Path | None = None, device: str | None = None, resume: str | Path | None = None,
           runs_root: str | Path = "runs", progress: bool | None = None,
-          callbacks: list[Callback] = ()) -> TrainResult:
+          callbacks: list[Callback] = (), track: list[str] | tuple[str, ...] = ()) -> TrainResult:
     """Train a config (a file or a loaded `Config`), or continue the run `resume` with `overrides`.
 
         result = train("configs/quickstart.yaml", ["train.epochs=5", "optimizer.lr=0.01"])
@@ -68,6 +70,7 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
     resume: a run directory to continue from its last checkpoint (config=None).
     progress: the progress bar (default: on a terminal only).
     callbacks: run after the standard ones (engine/callbacks.py): a tuning trial's report, for one.
+    track: trackers to add to the config's `tracking:` (mlflow, tensorboard), as `--track` does.
 
     Returns a TrainResult (run_dir, status, epochs, best_epoch, best_value, monitor, stopped_early,
     metrics: the last epoch's row, history: every epoch's row). Bad input raises a DlcliError
@@ -92,8 +95,9 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
             with RunLock(folder):  # before anything is read for writing: one process per run
                 cfg, info, setup, changed, dev = distributed.announce(
                     lambda: _prepare_resume(folder, overrides, device), send=False)
+                cfg = with_tracking(cfg, track)
                 return _train(folder, cfg, setup, dev, info, changed, stopped, progress, callbacks)
-        cfg = config if isinstance(config, Config) else load_config(config, overrides)
+        cfg = with_tracking(config if isinstance(config, Config) else load_config(config, overrides), track)
         if overrides and isinstance(config, Config):
             raise ValueError("overrides go with a config file; apply them before building the Config")
         dev = config_device(cfg, device)  # refuses a missing GPU before anything is loaded or written
@@ -169,7 +173,10 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
 
     try:
         distributed.announce(start, send=False, what="writing the run's files")  # the other ranks wait for it
-        every = [*standard_callbacks(cfg, folder, progress=progress), OnEpochEnd(count_epoch), *callbacks]
+        standard = standard_callbacks(cfg, folder, progress=progress)
+        bar = next((cb for cb in standard if isinstance(cb, ProgressBar)), None)
+        warn = (lambda text: bar.on_note(f"warning: {text}")) if bar is not None else None
+        every = [*standard, OnEpochEnd(count_epoch), *tracking_callbacks(cfg, folder, warn), *callbacks]
         state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
         lost = distributed.failure(exc)  # another rank died or stopped answering: the run failed
@@ -221,6 +228,21 @@ def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | Non
     return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitored(setup),
                        state.stopped_early, dict(state.history[-1]) if state.history else {},
                        [dict(row) for row in state.history])
+
+
+def with_tracking(cfg: Config, track: list[str] | tuple[str, ...]) -> Config:
+    """The config with the trackers `--track` names added to its `tracking:` (those it lacks)."""
+    have = {entry.type for entry in cfg.tracking or []}
+    wanted = []
+    for name in track:
+        if name not in ("mlflow", "tensorboard"):
+            raise RunError(f"--track takes mlflow or tensorboard, got '{name}'")
+        if name not in have:
+            have.add(name)
+            wanted.append(TrackerConfig(type=name))
+    if not wanted:
+        return cfg
+    return cfg.model_copy(update={"tracking": [*(cfg.tracking or []), *wanted]})
 
 
 def _started(folder: Path) -> bool:

@@ -151,7 +151,7 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 adds a gradient scaler
     compile: bool = False  # torch.compile the model (falls back to eager with a warning where it cannot)
     channels_last: Literal["auto"] | bool = "auto"  # auto: on for convolutional models
-    tensorboard: bool = False  # also write scalars to RUN_DIR/tb (needs the tensorboard package)
+    tensorboard: bool = False  # also write scalars to RUN_DIR/tb; the older spelling of tracking: [{type: tensorboard}]
     threads: Literal["auto"] | PositiveInt = "auto"  # CPU threads; auto: timed on the first steps (engine/threads.py)
     train_metrics: bool = True  # log train_<metric> per epoch, from the predictions made while training
     # Keras' class_weight: {class id or label: factor}, or balanced (N / (C N_c)); multiplies the event weights
@@ -182,6 +182,23 @@ class DistributedConfig(Section):
     backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
     timeout: Annotated[float, Field(gt=0)] = 600  # seconds a rank waits for the others before it gives up
     sync_batchnorm: bool = False  # batch norm statistics over the global batch (GPUs only)
+
+
+class TrackerConfig(Section):
+    """One entry of `tracking:`: where a run's params, metrics and files also go (metrics.csv stays the record)."""
+
+    type: Literal["mlflow", "tensorboard"]
+    uri: str | None = None  # mlflow: the tracking URI; default sqlite:///runs/mlflow.db (relative to the cwd)
+    experiment: str | None = None  # mlflow: the experiment; default the run's name
+    run_name: str | None = None  # mlflow: the run's name; default <name>/<run folder>
+    tags: dict[str, str] | None = None  # mlflow: extra tags on the run
+
+    @model_validator(mode="after")
+    def _mlflow_keys(self):
+        if self.type == "tensorboard" and any(v is not None for v in (self.uri, self.experiment, self.run_name,
+                                                                       self.tags)):
+            raise ValueError("uri, experiment, run_name and tags are mlflow's; tensorboard writes to RUN_DIR/tb")
+        return self
 
 
 def _name_problem(name: str) -> str | None:
@@ -218,6 +235,7 @@ class Config(Section):
     metrics: list[str | dict[str, Any]] | None = None  # names, `rejection@eff=0.5`, or {name: ams, b_reg: 10}
     tune: TuneConfig | None = None  # dlcli tune's study and search space (config/space.py); training ignores it
     distributed: DistributedConfig = DistributedConfig()
+    tracking: list[TrackerConfig] | None = None  # [{type: mlflow, uri: ..., experiment: ...}, {type: tensorboard}]
 
     @field_validator("name")
     @classmethod

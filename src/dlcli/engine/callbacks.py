@@ -174,7 +174,7 @@ def standard_callbacks(cfg: Config, run_dir: Path, *, progress: bool | None = No
     tc = cfg.train
     callbacks: list[Callback] = [EarlyStopping(tc.early_stopping.patience)] if tc.early_stopping else []
     callbacks += [Checkpoint(runs.run_folder(run_dir, runs.CHECKPOINTS)), MetricsLog(Path(run_dir) / runs.METRICS)]
-    if tc.tensorboard:
+    if tc.tensorboard or any(entry.type == "tensorboard" for entry in cfg.tracking or []):
         callbacks.append(TensorBoard(Path(run_dir) / "tb"))
     callbacks.append(ProgressBar(tc.epochs, progress, run_dir))
     return callbacks

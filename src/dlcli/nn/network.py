@@ -58,7 +58,16 @@ class Network(nn.Module):
         return x
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self(x))
+        """The outputs with their activation (probabilities for a classifier), in eval mode (dropout off,
+        batchnorm's running statistics) under `torch.inference_mode`; the mode the network was in is restored.
+        The losses and the inference loop use `head(forward(x))` themselves."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                return self.head(self(x))
+        finally:
+            self.train(was_training)
 
     @property
     def output_shape(self) -> Shape:
