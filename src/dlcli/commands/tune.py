@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -338,10 +337,9 @@ def run_workers(plan: Plan, say: Callable[[dict], None]) -> None:
     import multiprocessing as mp
     import queue as queues
 
-    # fork, which starts a worker ~1 s sooner, only where this process has no torch (whose OpenMP threads
-    # a fork would copy without their state) and fork is safe (Linux); spawn elsewhere
-    method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
-    ctx = mp.get_context(method)
+    # spawn, not fork: forked workers trained ~2x slower here (benchmarks/RESULTS.md), and a fork after torch
+    # has started its OpenMP threads can hang
+    ctx = mp.get_context("spawn")
     events = ctx.Queue()
     procs = [ctx.Process(target=_worker_main, args=(plan, i, events), daemon=True) for i in range(plan.workers)]
     for p in procs:
