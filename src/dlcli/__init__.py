@@ -28,6 +28,7 @@ _API = {
     "predict": ("commands.predict", "predict"),
     "summary_dict": ("nn.summary", "summary_dict"),
     "Run": ("runs.run", "Run"),
+    "tune": ("commands.tune", "tune"),
     "load_run": ("commands.load", "load_run"),
     "export": ("commands.export", "export"),
 }

@@ -30,12 +30,21 @@ from ..config.space import ParamSpec
 from ..errors import RunError, Stopped
 from ..messages import key_path
 from ..runs.lock import RunLock, is_locked
-from .tune_checks import Outcome, Plan, base_config, check_objective, check_space, objective_mode, tune_config
+from .tune_checks import (  # noqa: F401
+    TUNE_YAML,
+    WORKERS,
+    Outcome,
+    Plan,
+    base_config,
+    check_objective,
+    check_space,
+    objective_mode,
+    open_storage,
+    tune_config,
+)
 
 TUNE_DIR = "tune"  # runs/tune/<study>/
-TUNE_YAML = "tune.yaml"
 JOURNAL = "journal.log"
-WORKERS = "workers"
 MAX_FAILURES_IN_A_ROW = 3  # as keras-tuner's max_consecutive_failed_trials
 # Settings a study may change between commands: how long it runs and how, not what it searches.
 ADJUSTABLE = ("n_trials", "timeout", "workers", "sampler", "pruner", "study", "storage")
@@ -73,16 +82,6 @@ def storage_of(cfg: Config, folder: Path) -> str:
     if "://" in spec:
         return spec
     return str((cfg.base_dir / spec).resolve())  # a journal file of one's own
-
-
-def open_storage(spec: str, study_dir: Path):
-    """Optuna's storage: a database URL, or a journal file (relative to the study folder)."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if "://" in spec:
-        return optuna.storages.RDBStorage(spec) if not spec.startswith("redis") else spec
-    return JournalStorage(JournalFileBackend(str(Path(study_dir) / spec)))
 
 
 def record(cfg: Config, folder: Path) -> dict:

@@ -13,6 +13,19 @@ from ..config.space import overrides_of
 from ..errors import ConfigError
 from ..messages import did_you_mean
 
+TUNE_YAML = "tune.yaml"  # in the study folder: its config, with hashes of the base config and the space
+WORKERS = "workers"  # in the study folder: a lock folder per live worker process
+
+
+def open_storage(spec: str, study_dir: Path):
+    """Optuna's storage: a database URL, or a journal file (relative to the study folder)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec) if not spec.startswith("redis") else spec
+    return JournalStorage(JournalFileBackend(str(Path(study_dir) / spec)))
+
 SPACE_SAMPLES = 8  # random draws checked, beyond each entry's ends and middle
 
 

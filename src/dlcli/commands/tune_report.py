@@ -20,7 +20,7 @@ def open_study(study_dir: str | Path):
     """The Optuna study of a study folder (its tune.yaml names the storage)."""
     import yaml
 
-    from .tune import TUNE_YAML, open_storage
+    from .tune_checks import TUNE_YAML, open_storage
 
     folder = Path(study_dir)
     path = folder / TUNE_YAML
@@ -42,7 +42,7 @@ def open_study(study_dir: str | Path):
 
 
 def trial_rows(study, study_dir: Path) -> list[dict]:
-    from .tune import WORKERS
+    from .tune_checks import WORKERS
 
     rows = []
     for t in study.get_trials(deepcopy=False):

@@ -88,6 +88,15 @@ def client(uri: str):
     return import_mlflow().tracking.MlflowClient(tracking_uri=uri)
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a sqlite store keeps its runs' files: beside the database (runs/mlruns for runs/mlflow.db),
+    not in ./mlruns of whatever folder dlcli happens to run in. Other stores decide for themselves."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and uri[len(prefix):] not in ("", ":memory:"):
+        return (Path(uri[len(prefix):]).expanduser().resolve().parent / "mlruns").as_uri()
+    return None
+
+
 def experiment_id(mlflow_client, name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
@@ -95,7 +104,7 @@ def experiment_id(mlflow_client, name: str) -> str:
             mlflow_client.restore_experiment(found.experiment_id)
         return found.experiment_id
     try:
-        return mlflow_client.create_experiment(name)
+        return mlflow_client.create_experiment(name, artifact_location=artifact_root(mlflow_client.tracking_uri))
     except Exception:  # noqa: BLE001  created by another process meanwhile
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:
