@@ -276,8 +276,12 @@ def test_evaluate_json_on_the_test_split(cli, bc):
     assert (report["split"], report["checkpoint"], report["epoch"]) == ("test", "best", best_epoch)
     assert report["task"] == "binary" and report["n_samples"] == BC_ROWS["test"]
     metrics = report["metrics"]
-    assert set(metrics) == {"loss", "accuracy", "precision", "recall", "f1", "auc"}
-    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    # a binary evaluation adds the figures of merit (issue 15) to the config's metrics
+    assert set(metrics) == {"loss", "accuracy", "precision", "recall", "f1", "auc", "rejection@eff=0.5",
+                            "efficiency@rej=100", "ams"}
+    # 1/eps_B is infinite when no background event passes the cut that keeps half the signal
+    assert all(math.isfinite(v) for k, v in metrics.items() if k != "rejection@eff=0.5"), metrics
+    assert metrics["rejection@eff=0.5"] >= 1
     cm = report["confusion_matrix"]
     assert len(cm) == 2 and all(len(row) == 2 for row in cm)
     assert sum(map(sum, cm)) == BC_ROWS["test"]
