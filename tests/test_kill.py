@@ -3,7 +3,7 @@
 `dlcli train` is SIGKILLed at seeded random moments, from start-up through setup, checkpoint and
 metrics.csv writes to the end; each time `dlcli train --resume` continues it (or says it cannot:
 killed before the first checkpoint, and then training starts again), and the finished metrics.csv
-must equal an uninterrupted run's, value for value. The suite kills 3 times; DLCLI_KILLS=20 kills 20.
+must equal an uninterrupted run's, value for value. The suite kills twice; DLCLI_KILLS=20 kills 20.
 A full disk mid-training (writes failing with ENOSPC) is a one-line error, and the run resumes.
 """
 
@@ -24,7 +24,7 @@ import pytest
 from dlcli.commands.train import train
 from dlcli.errors import RunError
 
-KILLS = int(os.environ.get("DLCLI_KILLS", "3"))
+KILLS = int(os.environ.get("DLCLI_KILLS", "2"))
 _SCRIPT = Path(sys.executable).with_name("dlcli")
 DLCLI = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "dlcli.cli"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
