@@ -72,6 +72,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
                                    weights=weights)
     if weights is not None:
         outputs.weight = weights  # the float64 weights, not the float32 copy the batches carried
+    weights = outputs.weight  # a streamed split's come with its batches
     names = class_names(cfg.data.class_names, classes) if cfg.data is not None else None
     result = report(outputs)
     result = {
@@ -126,14 +127,18 @@ OVERTRAINING_ROWS = 100_000  # train events the overtraining check draws at most
 
 def overtraining_sample(model, data, cfg, device):
     """The model's outputs on the train split (a seeded sample of OVERTRAINING_ROWS beyond that), with its
-    event weights: the train side of the overtraining check. None for a streamed train split."""
+    event weights: the train side of the overtraining check. A streamed train split gives its first
+    OVERTRAINING_ROWS rows in file order (a sample without a pass over the table); other splits that are
+    not in memory (images) give None."""
     import numpy as np
 
     train = data.splits["train"]
-    if not in_memory(train):
+    if in_memory(train):
+        (x, y), w = train, data.weight("train")
+    elif hasattr(train, "head"):
+        x, y, w = train.head(OVERTRAINING_ROWS)
+    else:
         return None
-    x, y = train
-    w = data.weight("train")
     if len(x) > OVERTRAINING_ROWS:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(len(x), OVERTRAINING_ROWS, replace=False))
         x, y, w = x[rows], y[rows], None if w is None else w[rows]

@@ -46,10 +46,27 @@ class Dataset:
     weights: dict[str, np.ndarray] | None = None  # data.weight: float64 event weights per in-memory split
     index: dict[str, np.ndarray] | None = None  # each in-memory table split's row numbers in `files[split]`
     files: dict[str, str] | None = None  # the file each table split's rows come from (predict --split)
+    weight_sums: list[float] | None = None  # data.weight: train event-weight sum per class id, for streamed splits
 
     def weight(self, split: str) -> np.ndarray | None:
         """The event weights of a split (data.weight, times train.class_weight for train); None: all 1."""
         return None if self.weights is None else self.weights.get(split)
+
+    def weighted(self, split: str) -> bool:
+        """Whether a split's rows carry event weights: arrays in `weights`, or a streamed split's own."""
+        return self.weight(split) is not None or bool(getattr(self.splits.get(split), "weighted", False))
+
+    def class_weight_sums(self) -> list[float] | None:
+        """The train split's event-weight sum per class id (None without weights or classes)."""
+        if self.classes is None:
+            return None
+        train, w = self.splits["train"], self.weight("train")
+        if in_memory(train):
+            return None if w is None else np.bincount(train[1], weights=w, minlength=len(self.classes)).tolist()
+        factors = getattr(train, "class_factors", None)
+        sums = self.weight_sums if self.weight_sums is not None else self.counts if factors is not None else None
+        return None if sums is None or factors is None and self.weight_sums is None else \
+            (np.asarray(sums, dtype=np.float64) * (1.0 if factors is None else factors)).tolist()
 
     def class_counts(self) -> list[int] | None:
         """Train-split samples per class id (for class weights and summaries)."""

@@ -13,6 +13,12 @@ seeded hash of its row number, so nothing is remembered per row, every row is in
 and the split fractions hold approximately. In an epoch the train split visits its chunks in a
 seeded order that changes with the epoch, shards them across DataLoader workers, and mixes rows
 through a shuffle buffer; val and test rows come in file order.
+
+With `data.weight` every served piece carries the rows' event weights too, `(x, y, w)`: read from the
+weight column with each chunk, the `negative_weights` policy applied, and, in the train split, times
+the `train.class_weight` factor of the row's class (`TableStream.weighed`). The first pass checks the
+column (missing, NaN) and sums the train rows' weights per class (class_weight: balanced, and
+class_balanced's `totals: weights`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from .tables.columns import (
     fill_note,
     target_values,
 )
+from .tables.weights import apply_negative, check_weight_column, negative_note, weight_values
 
 MEMORY_SHARE = 0.5  # stream: auto streams tables whose float32 features exceed this share of free memory
 CHUNK_BYTES = 8 << 20  # float32 feature bytes per chunk (csv, npy, HDF5, ROOT; parquet uses row groups)
@@ -133,8 +140,11 @@ class _FirstPass:
         self.names: list[str] | None = None
         self.input_shape: tuple[int, ...] = ()
         self.target_width = 1
+        self.weight_sums: dict = {}  # data.weight: plain label -> the train rows' weight sum
+        self.negative: dict[str, list[int]] = {}  # data.weight: file -> [negative weights, rows read]
 
-    def add(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray, origin: Origin) -> None:
+    def add(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray, origin: Origin,
+            w: np.ndarray | None = None) -> None:
         flat = x.reshape(len(x), -1)
         if self.stats is None:
             self.stats = ColumnStats(flat.shape[1])
@@ -151,6 +161,11 @@ class _FirstPass:
             keep = ~lost
         elif self.data.missing == "mean":
             self.nan_values += nan.sum(axis=0)
+        if w is not None:
+            w, negative = apply_negative(w, self.data.negative_weights)
+            record = self.negative.setdefault(origin.file, [0, 0])
+            record[0] += negative
+            record[1] += len(w)
         for code in range(3):
             rows = keep & (codes == code)
             if not rows.any():
@@ -162,10 +177,14 @@ class _FirstPass:
             if self.task == "regression":
                 self.target_width = y.shape[1]
                 continue
-            values, counts = np.unique(y[rows], return_counts=True)
-            for value, count in zip(values, counts, strict=True):
+            values, inverse, counts = np.unique(y[rows], return_inverse=True, return_counts=True)
+            sums = np.bincount(inverse.reshape(-1), weights=w[rows], minlength=len(values)) \
+                if w is not None and code == 0 else None
+            for i, (value, count) in enumerate(zip(values, counts, strict=True)):
                 label = plain(value)
                 self.labels[code][label] = self.labels[code].get(label, 0) + int(count)
+                if sums is not None:
+                    self.weight_sums[label] = self.weight_sums.get(label, 0.0) + float(sums[i])
 
     def notes(self, names: list[str] | None) -> list[str]:
         notes = []
@@ -175,6 +194,9 @@ class _FirstPass:
         if self.data.missing == "mean" and self.nan_values is not None and self.nan_values.any():
             names = names or [str(j) for j in range(len(self.nan_values))]
             notes.append(fill_note({names[j]: int(c) for j, c in enumerate(self.nan_values) if c}))
+        for file, (negative, total) in self.negative.items():
+            note = negative_note(negative, total, Path(file).name, self.data.negative_weights)
+            notes += [note] if note else []
         return notes
 
 
@@ -194,13 +216,16 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
         test = data.split.test if role in ("path", "train") and not data.test else 0.0
         val = data.split.val if role in ("path", "train") and not data.val else 0.0
         plan = FilePlan(origin, role, [], test, val)
+        weight = [data.weight] if data.weight else []
         with open_table(origin) as table:
             if not origin.main:
                 choose(table, origin, features)
-            for chunk, block in table.scan([*features, origin.target], chunk_rows):
+            check_weight_column(table.names, table.kind, origin)
+            for chunk, block in table.scan([*features, origin.target, *weight], chunk_rows):
                 for first_row, part in _parts(block, chunk.start, chunk_rows):
                     x, names, y = _chunk_values(part, features, origin, task, first_row, check=True)
-                    seen.add(x, y, plan.split_codes(seed, first_row, len(x)), origin)
+                    w = weight_values(part, origin, first_row)  # NaN or infinite: refused, naming the rows
+                    seen.add(x, y, plan.split_codes(seed, first_row, len(x)), origin, w)
                     seen.names = names
                 plan.chunks.append(chunk)
         plans.append(plan)
@@ -212,20 +237,21 @@ def load_streamed(data: DataConfig, *, task: str, seed: int, fitted: Fitted | No
         fill = _fill_values(seen, main)
     if scaler is None and data.scale != "none":
         scaler = seen.stats.scaler(data.scale)
-    spec = _Spec(features, task, seed, classes, scaler, fill)
+    spec = _Spec(features, task, seed, classes, scaler, fill, data.weight, data.negative_weights)
     splits = {}
     for code, name in enumerate(SPLITS):
         if code == 0 or seen.rows[code]:
             splits[name] = TableStream(plans, code, spec, seen.rows[code], shuffle=code == 0,
                                        buffer=shuffle_buffer or chunk_rows, part_rows=chunk_rows)
     counts = [seen.labels[0].get(c, 0) for c in classes] if classes is not None else None
+    sums = [seen.weight_sums.get(c, 0.0) for c in classes] if classes is not None and data.weight else None
     table_bytes = 4 * sum(seen.rows) * math.prod(seen.input_shape)
     notes = [f"stream: reading {' + '.join(Path(p.origin.file).name for p in plans)} in "
              f"{sum(len(p.chunks) for p in plans)} chunks ({_size(table_bytes)} of float32 features)",
              *seen.notes(seen.names)]
     source = data.path or " + ".join(f for f in (data.train, data.val, data.test) if f)
     return Dataset(splits, task, tuple(seen.input_shape), seen.names, classes, scaler, source, counts=counts,
-                   notes=notes, fill=fill)
+                   notes=notes, fill=fill, weight_sums=sums)
 
 
 def _parts(block, start: int, rows: int):
@@ -303,10 +329,13 @@ class _Spec:
     classes: list | None
     scaler: Scaler | None
     fill: dict[str, float] | None
+    weight: str | None = None  # data.weight: the column of event weights
+    negative_weights: str = "keep"
 
 
 class TableStream(IterableDataset):
-    """One split of a streamed table: `(x, y)` samples, x a float32 tensor, y a class id or (k,) tensor.
+    """One split of a streamed table: `(x, y)` samples, x a float32 tensor, y a class id or (k,) tensor;
+    `(x, y, w)` with event weights (data.weight, or class factors: `weighted`), w float32.
 
     `len()` is the split's number of rows. For the train split, `set_epoch(e)` picks the chunk
     order and the shuffle for epoch e (the same for the same seed and epoch); chunks are shared out
@@ -323,6 +352,7 @@ class TableStream(IterableDataset):
         self.index = {c: i for i, c in enumerate(spec.classes)} if spec.classes is not None else None
         self.batch_size: int | None = None  # None: one sample at a time; see batches()
         self.shard = (0, 1)  # data-parallel training: (rank, world size); see sharded()
+        self.class_factors: np.ndarray | None = None  # train.class_weight: a factor per class id; see weighed()
 
     @property
     def split(self) -> str:
@@ -330,6 +360,34 @@ class TableStream(IterableDataset):
 
     def __len__(self) -> int:
         return self.rows
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the samples carry event weights (a third item)."""
+        return self.spec.weight is not None or self.class_factors is not None
+
+    def weighed(self, factors: np.ndarray) -> TableStream:
+        """A view whose rows' weights are times their class's factor (train.class_weight); shares the epoch
+        counter, and leaves this split (a tuning worker's cached one) as it was."""
+        view = copy.copy(self)
+        view.class_factors = np.asarray(factors, dtype=np.float64)
+        return view
+
+    def head(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """This split's first `rows` rows in file order, as arrays (x, y, w): a sample of a streamed split
+        (the overtraining check's train side) without a pass over all of it."""
+        view = copy.copy(self)
+        view.shuffle, view.shard = False, (0, 1)
+        xs, ys, ws, have = [], [], [], 0
+        for piece in view._pieces():
+            xs.append(piece[0][:rows - have])
+            ys.append(piece[1][:rows - have])
+            ws.append(piece[2][:rows - have] if len(piece) > 2 else None)
+            have += len(xs[-1])
+            if have >= rows:
+                break
+        w = np.concatenate(ws) if ws and ws[0] is not None else None
+        return np.concatenate(xs), np.concatenate(ys), w
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch[0] = epoch
@@ -378,47 +436,48 @@ class TableStream(IterableDataset):
     def __iter__(self):
         pieces = self._pieces()
         if self.batch_size is None:
-            for x, y in pieces:
-                yield from _samples(x, y)
+            for piece in pieces:
+                yield from _samples(*piece)
         else:
             yield from _batched(pieces, self.batch_size)
 
     def _pieces(self):
-        """The rows this worker serves in an epoch, as consecutive (x, y) arrays, in serving order."""
+        """The rows this worker serves in an epoch, as consecutive (x, y) or (x, y, w) arrays, in serving order."""
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = int(self._epoch[0])
         rng = np.random.default_rng([self.spec.seed, epoch, worker, 7])
         tables: dict[int, Table] = {}
-        pool_x = pool_y = None
+        pool = None
         try:
             for f, c in self.work(epoch, worker, workers):
                 if f not in tables:
                     tables[f] = open_table(self.plans[f].origin)
                 parts = tables[f].read_parts(self.plans[f].chunks[c], self._columns(f), self.part_rows)
                 for first_row, block in parts:
-                    x, y = self._part(self.plans[f], first_row, block)
+                    piece = self._part(self.plans[f], first_row, block)
                     if not self.shuffle:
-                        yield x, y
+                        yield piece
                         continue
-                    if pool_x is not None:
-                        x, y = np.concatenate([pool_x, x]), np.concatenate([pool_y, y])
-                    order = rng.permutation(len(x))
+                    if pool is not None:
+                        piece = tuple(np.concatenate([held, new]) for held, new in zip(pool, piece, strict=True))
+                    order = rng.permutation(len(piece[0]))
                     # Keep up to `buffer` rows (at most half) back to mix with the next part's rows.
-                    cut = len(x) - min(self.buffer, len(x) // 2)
-                    yield x[order[:cut]], y[order[:cut]]
-                    pool_x, pool_y = x[order[cut:]], y[order[cut:]]
-            if pool_x is not None:
-                yield pool_x, pool_y
+                    cut = len(order) - min(self.buffer, len(order) // 2)
+                    yield tuple(a[order[:cut]] for a in piece)
+                    pool = tuple(a[order[cut:]] for a in piece)
+            if pool is not None:
+                yield pool
         finally:
             for table in tables.values():
                 table.close()
 
     def _columns(self, f: int) -> list[str]:
-        return [*self.spec.features, self.plans[f].origin.target]
+        return [*self.spec.features, self.plans[f].origin.target, *([self.spec.weight] if self.spec.weight else [])]
 
-    def _part(self, plan: FilePlan, first_row: int, block) -> tuple[np.ndarray, np.ndarray]:
-        """This split's rows of a part of a chunk, prepared as in training: missing values, scaling, class ids."""
+    def _part(self, plan: FilePlan, first_row: int, block) -> tuple[np.ndarray, ...]:
+        """This split's rows of a part of a chunk, prepared as in training: missing values, scaling, class ids,
+        and their event weights when the split is weighted."""
         spec, origin = self.spec, plan.origin
         x, names, y = _chunk_values(block, spec.features, origin, spec.task, first_row, check=False)
         keep = plan.split_codes(spec.seed, first_row, len(x)) == self.code
@@ -426,6 +485,10 @@ class TableStream(IterableDataset):
         if origin.data.missing == "drop":
             keep &= ~np.isnan(flat).any(axis=1)
         x, y = x[keep], y[keep]
+        w = None
+        if self.weighted:
+            w = np.ones(len(keep)) if spec.weight is None else weight_values(block, origin, first_row)
+            w = apply_negative(w[keep], spec.negative_weights)[0]
         if spec.fill is not None:
             apply_fill(x.reshape(len(x), -1), names, spec.fill, origin)
         if spec.scaler is not None:
@@ -433,19 +496,24 @@ class TableStream(IterableDataset):
         if self.index is not None and len(y):
             values, inverse = np.unique(y, return_inverse=True)
             y = np.array([self.index[plain(v)] for v in values], dtype=np.int64)[inverse.reshape(-1)]
-        return np.ascontiguousarray(x, dtype=np.float32), y
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if w is None:
+            return x, y
+        if self.class_factors is not None:
+            w = w * self.class_factors[y]
+        return x, y, w
 
 
 def _batched(pieces, size: int):
-    """Consecutive rows of the (x, y) pieces as tensor batches of `size` rows, the last one shorter."""
-    held: list[tuple[np.ndarray, np.ndarray]] = []
+    """Consecutive rows of the (x, y) or (x, y, w) pieces as tensor batches of `size` rows, the last one shorter."""
+    held: list[tuple[np.ndarray, ...]] = []
     count = 0
-    for x, y in pieces:
-        while len(x):
-            take = min(size - count, len(x))
-            held.append((x[:take], y[:take]))
+    for piece in pieces:
+        while len(piece[0]):
+            take = min(size - count, len(piece[0]))
+            held.append(tuple(a[:take] for a in piece))
             count += take
-            x, y = x[take:], y[take:]
+            piece = tuple(a[take:] for a in piece)
             if count == size:
                 yield _batch(held)
                 held, count = [], 0
@@ -453,21 +521,23 @@ def _batched(pieces, size: int):
         yield _batch(held)
 
 
-def _batch(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(parts: list[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
     """One batch from its parts, in the dtypes a DataLoader collates samples to (int64 class ids, float32
-    values). A single part stays a view of its piece: its tensor's storage is the view's rows only."""
+    values and weights). A single part stays a view of its piece: its tensor's storage is the view's rows only."""
     x = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     y = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
-    return torch.from_numpy(x), torch.from_numpy(y.astype(np.float32 if y.dtype.kind == "f" else np.int64,
-                                                          copy=False))
+    batch = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32 if y.dtype.kind == "f" else np.int64,
+                                                           copy=False))
+    if len(parts[0]) == 2:
+        return batch
+    w = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
+    return *batch, torch.from_numpy(w.astype(np.float32))
 
 
-def _samples(x: np.ndarray, y: np.ndarray):
+def _samples(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
     xt = torch.from_numpy(x)
-    if y.dtype.kind == "f":
-        yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
-        for i in range(len(xt)):
-            yield xt[i], yt[i]
-    else:
-        for i in range(len(xt)):
-            yield xt[i], int(y[i])
+    wt = None if w is None else torch.from_numpy(w.astype(np.float32))
+    yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)) if y.dtype.kind == "f" else None
+    for i in range(len(xt)):
+        label = yt[i] if yt is not None else int(y[i])
+        yield (xt[i], label) if wt is None else (xt[i], label, wt[i])

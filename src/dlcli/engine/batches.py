@@ -93,7 +93,9 @@ class Batches:
 
     @property
     def weighted(self) -> bool:
-        return self.tensors is not None and self.tensors.w is not None
+        if self.tensors is None:  # a streamed table with data.weight serves (x, y, w) batches
+            return bool(getattr(self.dataset, "weighted", False))
+        return self.tensors.w is not None
 
     @property
     def _iterable(self) -> bool:
@@ -113,13 +115,13 @@ class Batches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         if not self.streamed:
             return ((xb, yb) for xb, yb, _ in self._slices())
-        return self._streamed(epoch)
+        return ((xb, yb) for xb, yb, _ in self._streamed(epoch))
 
     def weighted_epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
         """As `epoch`, each batch with its event weights (None without data.weight)."""
         if not self.streamed:
             return self._slices()
-        return ((xb, yb, None) for xb, yb in self._streamed(epoch))
+        return self._streamed(epoch)
 
     def _streamed(self, epoch: int):
         if hasattr(self.dataset, "set_epoch"):
@@ -181,11 +183,12 @@ class Batches:
             loaded = self._cut(self.loader)
         else:
             loaded = _even(self.loader, self.device)
-        for xb, yb in loaded:
+        for xb, yb, *wb in loaded:  # wb: [w] from a weighted streamed table
             xb = xb.to(self.device, non_blocking=True)
             if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=self.memory_format)
-            yield xb, target_format(yb, self.task).to(self.device, non_blocking=True)
+            yield (xb, target_format(yb, self.task).to(self.device, non_blocking=True),
+                   wb[0].to(self.device, non_blocking=True) if wb else None)
 
 
 
@@ -193,11 +196,11 @@ class Batches:
         """A streamed table read whole by every rank (it has fewer chunks than ranks): this rank's part of
         each global batch, as for data in memory."""
         rank, world = self.shard
-        for xb, yb in loader:
-            if len(xb) < world:
+        for batch in loader:
+            if len(batch[0]) < world:
                 continue
-            self._global_rows = len(xb)
-            yield xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+            self._global_rows = len(batch[0])
+            yield tuple(t.tensor_split(world)[rank] for t in batch)
 
 
 def _parts(order: torch.Tensor, batch_size: int, rank: int, world: int):

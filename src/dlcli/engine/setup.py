@@ -25,6 +25,7 @@ from ..data.tables.weights import class_factors
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
+from . import distributed
 from .datacache import cached_dataset
 from .threads import Threads, choose_threads
 
@@ -99,14 +100,19 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
 
 
 def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
-    """data.weight's event weights need in-memory splits; train.class_weight multiplies into the train
-    split's (or becomes them), in a copy of `dataset`: a tuning worker's cached data set (datacache.py)
-    keeps its own weights for the next trial. data.class_names must name the classes. ConfigErrors at the key."""
-    streamed = [name for name, split in dataset.splits.items() if not in_memory(split)]
-    if streamed and (cfg.data.weight or cfg.train.class_weight is not None):
+    """train.class_weight multiplies into the train split's event weights (data.weight's, or becomes them), in a
+    copy of `dataset`: a tuning worker's cached data set (datacache.py) keeps its own weights for the next
+    trial. A streamed train split gets a view that weighs its rows as it serves them. data.class_names must
+    name the classes. ConfigErrors at the key."""
+    streamed = not in_memory(dataset.splits["train"])
+    if streamed and not hasattr(dataset.splits["train"], "weighed") and (cfg.data.weight or cfg.train.class_weight):
         key = "data.weight" if cfg.data.weight else "train.class_weight"
-        raise cfg.error(key, f"event and class weights need the splits in memory, and {', '.join(streamed)} "
-                        "is streamed; set data.stream: false (weighted streaming is not supported yet)")
+        raise cfg.error(key, "event and class weights are for tables (in memory or streamed); this data is "
+                        "images; remove the key")
+    if streamed and (cfg.data.weight or cfg.train.class_weight is not None) and distributed.shard() is not None:
+        key = "data.weight" if cfg.data.weight else "train.class_weight"
+        raise cfg.error(key, "event and class weights are not supported under data-parallel training of a "
+                        "streamed table yet (the ranks' weighted losses are not combined); train in one process")
     if cfg.data.class_names is not None:
         with cfg.section("data"):
             class_names(cfg.data.class_names, dataset.classes)
@@ -114,22 +120,24 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
         return dataset
     if task == "regression":
         raise cfg.error("train.class_weight", "weighs classes, and this is a regression task; remove it")
-    y = dataset.splits["train"][1]
-    w = dataset.weight("train")
-    totals = np.bincount(y, weights=w, minlength=len(dataset.classes))
+    if streamed:
+        totals = dataset.weight_sums if dataset.weight_sums is not None else dataset.counts
+    else:
+        y, w = dataset.splits["train"][1], dataset.weight("train")
+        totals = np.bincount(y, weights=w, minlength=len(dataset.classes))
     with cfg.section("train"):
         factors = class_factors(cfg.train.class_weight, dataset.classes, totals)
     dataset = copy.copy(dataset)
-    dataset.weights = {**(dataset.weights or {}), "train": factors[y] * (1.0 if w is None else w)}
+    if streamed:
+        dataset.splits = {**dataset.splits, "train": dataset.splits["train"].weighed(factors)}
+    else:
+        dataset.weights = {**(dataset.weights or {}), "train": factors[y] * (1.0 if w is None else w)}
     return dataset
 
 
 def class_weight_sums(dataset: Dataset | None) -> list[float] | None:
     """The train split's event-weight sum per class (class_balanced's totals: weights)."""
-    if dataset is None or dataset.classes is None or dataset.weight("train") is None:
-        return None
-    return np.bincount(dataset.splits["train"][1], weights=dataset.weight("train"),
-                       minlength=len(dataset.classes)).tolist()
+    return None if dataset is None else dataset.class_weight_sums()
 
 
 def check_memory(cfg: Config, model: Network, data: Dataset | None, device: torch.device) -> None:
