@@ -171,3 +171,38 @@ def test_duplicated_rows_train_the_same_model_as_weight_two(tmp_path):
         assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
     assert not all(torch.allclose(a, d, atol=1e-3) for a, d in zip(duplicated, plain))  # the weights mattered
     assert loss_d == pytest.approx(loss_w, abs=1e-6) and loss_d == pytest.approx(loss_c, abs=1e-6)
+
+
+def test_a_streamed_weighted_run_gives_the_in_memory_runs_weighted_metrics(tmp_path):
+    """Full-batch gradient descent: the order rows are streamed in does not matter, so a streamed run with
+    event weights (negative ones made positive), train.class_weight and class_balanced's weight-sum totals
+    trains the in-memory run's model and reports its weighted metrics, to float tolerance."""
+    rng = np.random.default_rng(2)
+    for name, n in (("train", 300), ("val", 150), ("test", 150)):
+        y = (rng.random(n) < 0.4).astype(int)
+        frame = pd.DataFrame(rng.normal(size=(n, 3)) + y[:, None] * np.array([1.0, 0.5, 0.0]), columns=["a", "b", "c"])
+        frame["label"] = y
+        frame["w"] = rng.exponential(1.0, n).round(6) * np.where(rng.random(n) < 0.1, -1, 1)
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    runs = {}
+    for stream in (False, True):
+        cfg = load_config({
+            "name": f"stream_{stream}", "seed": 3,
+            "data": {**{s: str(tmp_path / f"{s}.csv") for s in ("train", "val", "test")}, "target": "label",
+                     "weight": "w", "negative_weights": "abs", "stream": stream, "workers": 0},
+            "model": [{"type": "dense", "units": 4, "activation": "tanh"},
+                      {"type": "dense", "units": 1, "activation": "sigmoid"}],
+            "loss": {"name": "class_balanced", "totals": "weights"}, "optimizer": {"name": "sgd", "lr": 0.5},
+            "train": {"epochs": 3, "batch_size": 10_000, "device": "cpu", "threads": 1, "class_weight": {1: 2.0}},
+            "metrics": ["auc", "rejection@eff=0.5", "ams"],
+        })
+        result = train(cfg, run_dir=tmp_path / f"run_{stream}")
+        runs[stream] = result.history, evaluate(result.run_dir, plots=False)
+    (memory, in_memory), (streamed, on_stream) = runs[False], runs[True]
+    for a, b in zip(memory, streamed, strict=True):
+        for key in ("train_loss", "val_loss", "val_auc", "val_rejection@eff=0.5", "val_ams@b_reg=10"):
+            assert b[key] == pytest.approx(a[key], rel=1e-6), key
+    for key, value in in_memory["metrics"].items():
+        assert on_stream["metrics"][key] == pytest.approx(value, rel=1e-6), key
+    w = pd.read_csv(tmp_path / "test.csv")["w"].abs()
+    assert on_stream["sum_of_weights"] == in_memory["sum_of_weights"] == pytest.approx(w.sum(), rel=1e-12)

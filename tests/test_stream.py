@@ -249,3 +249,48 @@ def test_csv_with_line_breaks_in_quoted_fields_is_refused(tmp_path):
     assert info.value.key == "path"
     assert len(load_dataset(DataConfig(path=str(tmp_path / "q.csv"), target="y", features=["a"], stream=False),
                             task="binary", seed=0).splits["train"][0]) == 30
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_streamed_rows_carry_their_event_weights(tmp_path, fmt):
+    """data.weight in a streamed table: each served row's weight is the file's (policy applied, times its
+    class factor in the train split), the first pass sums them per class, and bad columns are refused."""
+    df = table(600).assign(w=lambda d: np.random.default_rng(4).normal(1.0, 1.0, len(d)).round(5))
+    path = str(tmp_path / f"t.{fmt}")
+    df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path, index=False)
+    ds = streamed(path=path, target="y", weight="w", negative_weights="abs", split={"val": 0.25})
+    w_abs = df["w"].abs().to_numpy()
+    train = ds.splits["train"].batches(64)
+    ids, ws, ys = [], [], []
+    for xb, yb, wb in train:
+        ids.append(xb[:, 0].numpy().astype(int))
+        ws.append(wb.numpy())
+        ys.append(yb.numpy())
+    ids, ws, ys = np.concatenate(ids), np.concatenate(ws), np.concatenate(ys)
+    assert ws.dtype == np.float64 and ds.splits["train"].weighted
+    np.testing.assert_array_equal(ws, w_abs[ids])
+    labels = df["y"].to_numpy()[ids]
+    np.testing.assert_allclose(ds.weight_sums, [w_abs[ids][labels == c].sum() for c in ds.classes], rtol=1e-12)
+    negative = int((df["w"] < 0).sum())
+    assert f"data.weight: {negative} of 600 events of t.{fmt} have a negative weight, made positive" in ds.notes[1]
+    # train.class_weight's factors ride on a view of the train split; the split itself is unchanged.
+    weighed = ds.splits["train"].weighed(np.array([1.0, 2.0, 3.0]))
+    (xb, yb, wb), = list(weighed.batches(1000))
+    np.testing.assert_allclose(wb.numpy(), w_abs[xb[:, 0].numpy().astype(int)] * np.array([1, 2, 3])[yb.numpy()],
+                               rtol=1e-7)
+    assert ds.splits["train"].class_factors is None
+    x, y, w = ds.splits["val"].head(50)  # the first val rows in file order, with their weights
+    assert len(x) == 50 and np.all(np.diff(x[:, 0]) > 0) and np.allclose(w, w_abs[x[:, 0].astype(int)])
+    # In memory, the same rows' weights sum to the same class totals.
+    memory = load_dataset(DataConfig(path=path, target="y", weight="w", negative_weights="abs", stream=False,
+                                     split={"val": 0.25}), task="multiclass", seed=0)
+    assert memory.notes == ds.notes[1:]
+    bad = df.assign(w=lambda d: d["w"].where(d.index != 407))
+    bad.to_csv(tmp_path / "nan.csv", index=False)
+    with pytest.raises(SpecError, match="weight column 'w' is NaN or infinite in 1 row\\(s\\): 408") as info:
+        streamed(path=str(tmp_path / "nan.csv"), target="y", weight="w")
+    assert info.value.key == "weight" and "nan.csv" in str(info.value)
+    df.drop(columns="w").to_csv(tmp_path / "v.csv", index=False)
+    with pytest.raises(SpecError, match="v.csv has no column 'w' for the event weights") as info:
+        streamed(train=path, val=str(tmp_path / "v.csv"), target="y", weight="w")
+    assert info.value.key == "val"

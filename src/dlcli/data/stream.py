@@ -335,7 +335,7 @@ class _Spec:
 
 class TableStream(IterableDataset):
     """One split of a streamed table: `(x, y)` samples, x a float32 tensor, y a class id or (k,) tensor;
-    `(x, y, w)` with event weights (data.weight, or class factors: `weighted`), w float32.
+    `(x, y, w)` with event weights (data.weight, or class factors: `weighted`), w float64.
 
     `len()` is the split's number of rows. For the train split, `set_epoch(e)` picks the chunk
     order and the shuffle for epoch e (the same for the same seed and epoch); chunks are shared out
@@ -531,12 +531,12 @@ def _batch(parts: list[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
     if len(parts[0]) == 2:
         return batch
     w = np.concatenate([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
-    return *batch, torch.from_numpy(w.astype(np.float32))
+    return *batch, torch.from_numpy(w.astype(np.float64, copy=False))  # float64: evaluate reports them unrounded
 
 
 def _samples(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
     xt = torch.from_numpy(x)
-    wt = None if w is None else torch.from_numpy(w.astype(np.float32))
+    wt = None if w is None else torch.from_numpy(w.astype(np.float64, copy=False))
     yt = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)) if y.dtype.kind == "f" else None
     for i in range(len(xt)):
         label = yt[i] if yt is not None else int(y[i])

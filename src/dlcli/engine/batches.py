@@ -188,9 +188,14 @@ class Batches:
             if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield (xb, target_format(yb, self.task).to(self.device, non_blocking=True),
-                   wb[0].to(self.device, non_blocking=True) if wb else None)
+                   wb[0].to(self.device, self._weight_dtype, non_blocking=True) if wb else None)
 
 
+
+    @property
+    def _weight_dtype(self) -> torch.dtype:
+        """A streamed table's weights stay float64 (evaluate reports them as the file has them); MPS has none."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
 
     def _cut(self, loader):
         """A streamed table read whole by every rank (it has fewer chunks than ranks): this rank's part of

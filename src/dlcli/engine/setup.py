@@ -25,7 +25,6 @@ from ..data.tables.weights import class_factors
 from ..messages import few
 from ..nn.losses import LossContext, build_loss
 from ..nn.network import Network, build_model, footprint
-from . import distributed
 from .datacache import cached_dataset
 from .threads import Threads, choose_threads
 
@@ -104,12 +103,14 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
     copy of `dataset`: a tuning worker's cached data set (datacache.py) keeps its own weights for the next
     trial. A streamed train split gets a view that weighs its rows as it serves them. data.class_names must
     name the classes. ConfigErrors at the key."""
+    from .distributed import shard  # here: distributed -> callbacks -> state imports this module
+
     streamed = not in_memory(dataset.splits["train"])
     if streamed and not hasattr(dataset.splits["train"], "weighed") and (cfg.data.weight or cfg.train.class_weight):
         key = "data.weight" if cfg.data.weight else "train.class_weight"
         raise cfg.error(key, "event and class weights are for tables (in memory or streamed); this data is "
                         "images; remove the key")
-    if streamed and (cfg.data.weight or cfg.train.class_weight is not None) and distributed.shard() is not None:
+    if streamed and (cfg.data.weight or cfg.train.class_weight is not None) and shard() is not None:
         key = "data.weight" if cfg.data.weight else "train.class_weight"
         raise cfg.error(key, "event and class weights are not supported under data-parallel training of a "
                         "streamed table yet (the ranks' weighted losses are not combined); train in one process")
