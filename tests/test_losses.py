@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -373,8 +374,8 @@ def test_custom_loss_errors(tmp_path, function, message):
 TRIED = """\
 import torch
 
-def vector(p, y):
-    return (p - y) ** 2
+def wrong_length(p, y):
+    return (p - y).sum().repeat(3)
 
 def number(p, y):
     return 1.0
@@ -400,9 +401,9 @@ def picked(p, y):
 
 
 @pytest.mark.parametrize(("fn", "message"), [
-    ("vector", r"must return a scalar tensor, got a tensor of shape \(2, 1\) on a batch of 2 "
-               r"\(prediction float32 \(2, 1\), target float32 \(2, 1\)\)"),
-    ("number", "must return a scalar tensor, got float"),
+    ("wrong_length", r"must return per-event losses, shape \(2,\) or \(2, k\), or a scalar tensor, got a tensor "
+                     r"of shape \(3,\) on a batch of 2 \(prediction float32 \(2, 1\), target float32 \(2, 1\)\)"),
+    ("number", "must return per-event losses, .*or a scalar tensor, got float"),
     ("nan", "returns nan on a batch of 2 .*; it must be a finite number"),
     ("one_argument", r"fails on a batch of 2 .*: TypeError: one_argument\(\) takes 1 positional argument"),
     ("detached", "returns a tensor without a gradient"),
@@ -429,12 +430,27 @@ def test_trying_a_custom_loss_leaves_the_seeded_generator_alone(tmp_path):
         assert torch.equal(after, torch.rand(3))
 
 
-def test_custom_loss_must_return_a_scalar(tmp_path):
-    (tmp_path / "losses.py").write_text(CUSTOM_SOURCE)
-    ctx = LossContext("regression", "linear", None, config_dir=tmp_path)
-    loss = build_loss({"name": "custom", "function": "losses.py:not_scalar"}, ctx)
-    with pytest.raises(SpecError, match=r"must return a scalar tensor, got a tensor of shape \(4, 1\)"):
-        loss(torch.zeros(4, 1), torch.ones(4, 1))
+def test_a_custom_loss_returns_per_event_losses_to_be_weighted(tmp_path):
+    """Per-event losses (N,) or (N, k) are averaged, or weighted as sum(w l) / sum(w); a scalar, the batch's own
+    mean, cannot be weighted, so it is refused when the events carry weights, when the loss is built."""
+    (tmp_path / "events.py").write_text("def per_event(p, y):\n    return ((p - y) ** 2).sum(dim=1)\n\n"
+                                        "def per_value(p, y):\n    return (p - y).abs()\n\n"
+                                        "def batch_mean(p, y):\n    return ((p - y) ** 2).mean()\n")
+    p, y = torch.tensor([[0.5, 1.0], [2.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 3.0]])
+    w = torch.tensor([1.0, 3.0, -0.5])
+    for fn, per in (("per_event", [1.25, 2.0, 4.0]), ("per_value", [0.75, 1.0, 1.0])):
+        ctx = LossContext("regression", "linear", None, config_dir=tmp_path, output_shape=(2,), weighted=True)
+        loss = build_loss({"name": "custom", "function": f"events.py:{fn}"}, ctx)
+        assert_close(loss(p, y), torch.tensor(sum(per) / 3))
+        by_hand = (1 * per[0] + 3 * per[1] - 0.5 * per[2]) / 3.5
+        assert_close(loss(p, y, w), torch.tensor(by_hand))
+    unweighted = LossContext("regression", "linear", None, config_dir=tmp_path, output_shape=(2,))
+    assert_close(build_loss({"name": "custom", "function": "events.py:batch_mean"}, unweighted)(p, y),
+                 torch.tensor(((p - y) ** 2).mean().item()))
+    with pytest.raises(SpecError, match=r"events.py:batch_mean returns one number for the whole batch, which the "
+                                        r"events' weights .* cannot weigh; return the per-event losses, shape \(N,\)") as exc:
+        build_loss({"name": "custom", "function": "events.py:batch_mean"}, replace(unweighted, weighted=True))
+    assert exc.value.key == "function"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def prepare(cfg: Config, *, need_data: bool = True, fitted: Fitted | None = None
         class_weight_sums=class_weight_sums(dataset),
         config_dir=cfg.base_dir,
         output_shape=model.output_shape,
+        weighted=bool(cfg.data is not None and cfg.data.weight) or cfg.train.class_weight is not None,
     )
     with cfg.section("loss"):
         loss = build_loss(cfg.loss, context)

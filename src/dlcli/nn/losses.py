@@ -50,6 +50,7 @@ class LossContext:
     class_weight_sums: list[float] | None = None  # training-set event-weight sum per class (data.weight)
     config_dir: Path = Path(".")  # custom loss files are relative to this
     output_shape: tuple[int, ...] | None = None  # the model's, per sample: a custom loss is tried on it
+    weighted: bool = False  # the events carry weights (data.weight, train.class_weight): a custom loss is tried with them
 
 
 NonNegFloat = Annotated[float, Field(ge=0)]
@@ -94,15 +95,20 @@ class Loss(nn.Module):
         self.register_buffer("class_weight", weight)
 
     def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w) (a custom loss, which
-        returns its own scalar, is not weighted)."""
+        """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w) of the per-event losses
+        l (a custom loss must return those to be weighted: one number for the batch is refused)."""
         if weight is None and self.mean is not None and self.class_weight is None:  # fused: one call
             return self.mean(raw if self.fused else self.activation(raw), target)
         loss = self.terms(self.activation(raw), target)
         if self.class_weight is not None:
             loss = loss * _sample_weights(self.class_weight.to(raw), raw, target, self.task)
-        if weight is None or loss.dim() == 0:
+        if weight is None:
             return loss.mean()
+        if loss.dim() == 0:
+            raise SpecError(f"{self.name.removeprefix('custom, function=')} returns one number for the whole batch, "
+                            "which the events' weights (data.weight, train.class_weight) cannot weigh; return the "
+                            "per-event losses, shape (N,), which dlcli weighs as sum(w*l)/sum(w) (drop the final "
+                            ".mean()), or remove the weights", key="function")
         per_event = loss.reshape(len(weight), -1).mean(dim=1)
         weight = weight.to(per_event.dtype)
         return (per_event * weight).sum() / weight.sum()
@@ -361,10 +367,12 @@ PROBE_ROWS = 2  # the made-up batch a custom loss is tried on
 
 @LOSSES.register("custom", "custom_loss")
 def custom(ctx: LossContext, *, function: Annotated[str, AfterValidator(function_ref)]) -> nn.Module:
-    """fn(prediction, target) -> scalar tensor, from "path/to/file.py:fn" (relative to the config).
+    """fn(prediction, target) -> per-event losses (N,) or a scalar, from "path/to/file.py:fn" (relative to the config).
 
     `prediction` is the activated output: probabilities for a sigmoid or softmax output layer. The
-    argument names decide the order: Keras' fn(y_true, y_pred) gets the target first.
+    argument names decide the order: Keras' fn(y_true, y_pred) gets the target first. Per-event
+    losses (N,) or (N, k) are averaged, or with event weights weighted as sum(w l) / sum(w); a
+    scalar, the batch's own mean, is refused when the events are weighted.
     """
     fn = load_function(function, ctx.config_dir)
     target_first, loss_note = argument_order(fn, function)
@@ -377,10 +385,15 @@ def custom(ctx: LossContext, *, function: Annotated[str, AfterValidator(function
 
 
 def _call_custom(fn: Callable[..., Any], ref: str, target_first: bool, prediction: Tensor, target: Tensor) -> Tensor:
+    """The function's scalar (a 0-d tensor), or its per-event losses (N,) or (N, k)."""
     out = fn(target, prediction) if target_first else fn(prediction, target)
+    n = len(prediction)
+    if isinstance(out, Tensor) and out.dim() in (1, 2) and out.shape[0] == n and (n > 1 or out.dim() == 2):
+        return out
     if not isinstance(out, Tensor) or out.numel() != 1:
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
-        raise SpecError(f"custom loss '{ref}' must return a scalar tensor, got {got}", key="function")
+        raise SpecError(f"custom loss '{ref}' must return per-event losses, shape ({n},) or ({n}, k), or a "
+                        f"scalar tensor, got {got}", key="function")
     return out.reshape(())
 
 
@@ -404,6 +417,8 @@ def _try_once(loss: Loss, ctx: LossContext, ref: str) -> None:
     if not out.requires_grad:
         raise SpecError(f"custom loss '{ref}' returns a tensor without a gradient on {batch}; compute it from "
                         "prediction with torch operations (not .item(), float() or numpy)", key="function")
+    if ctx.weighted:
+        loss(raw, target, torch.ones(PROBE_ROWS))  # a scalar cannot be weighted: refused, saying what to return
 
 
 def _probe_target(ctx: LossContext, raw: Tensor) -> Tensor:
