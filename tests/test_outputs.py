@@ -242,3 +242,27 @@ def test_plots_and_checkpoints_linked_out_of_the_run_are_not_followed(made, tmp_
     (inside / "checkpoints").rename(inside / "kept")
     (inside / "checkpoints").symlink_to("kept")
     assert len(predict(inside, folder / "rows.csv").table) == 6
+
+
+def test_a_root_output_keeps_text_ids_and_dates_exactly(tmp_path):
+    """A TTree holds numbers and std::string branches (uproot writes both); int64 IDs stay int64, text stays
+    text, and dates, which a TTree has no type for, become ISO 8601 text that parses back to the same instant."""
+    uproot = pytest.importorskip("uproot")
+    import numpy as np
+
+    from dlcli.commands.outputs import write_table
+
+    table = pd.DataFrame({
+        "event_id": np.array([123456789012345, 2**62 + 1]), "tag": ['run 1, "A"', "é"],
+        "when": pd.to_datetime(["2024-01-01 00:00:00.123456789", "2024-03-02 03:04:00"], format="ISO8601"),
+        "predicted": np.array(["background", 1], dtype=object), "prob": [0.25, 0.5], "flag": [True, False]})
+    notes = []
+    write_table(table, tmp_path / "out.root", notes)
+    tree = uproot.open(tmp_path / "out.root")["predictions"]
+    assert tree["event_id"].typename == "std::int64_t"
+    assert tree["event_id"].array(library="np").tolist() == [123456789012345, 2**62 + 1]
+    assert tree["tag"].typename == "std::string" and tree["tag"].array(library="np").tolist() == ['run 1, "A"', "é"]
+    assert tree["predicted"].array(library="np").tolist() == ["background", "1"]
+    when = pd.to_datetime(tree["when"].array(library="np"))
+    assert when.equals(pd.DatetimeIndex(table["when"]))  # to the nanosecond
+    assert notes == ["ROOT output: date column(s) when written as ISO 8601 text (a TTree has no date type)"]

@@ -9,6 +9,7 @@ import io
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import runs
@@ -39,19 +40,42 @@ def write_table(table: pd.DataFrame, path: Path, notes: list[str]) -> None:
         import uproot
     except ImportError:
         raise SpecError('writing ROOT files needs uproot: pip install "dlcli[hep]" (or uv sync --extra hep)') from None
-    table = table.copy()
-    for name in table.columns:  # class labels held as Python objects (predicted, true) that are numbers
-        if table[name].dtype == object:
-            try:
-                table[name] = pd.to_numeric(table[name])
-            except (ValueError, TypeError):
-                pass
-    numeric = [c for c in table.columns if table[c].dtype.kind in "biuf"]
-    left = [c for c in table.columns if c not in numeric]
-    if left:
-        notes.append(f"ROOT output: text column(s) {', '.join(left)} left out (TTree branches here hold numbers)")
+    branches, notes_ = root_branches(table)
+    notes += notes_
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder) / "out.root"
-        with uproot.recreate(tmp) as f:
-            f[TREE] = {c: table[c].to_numpy() for c in numeric}
+        try:
+            with uproot.recreate(tmp) as f:
+                f[TREE] = branches
+        except (TypeError, KeyError, ValueError, NotImplementedError) as exc:
+            text = [c for c, v in branches.items() if v.dtype.kind == "U"]
+            raise SpecError(f"uproot {uproot.__version__} cannot write this table as a TTree ({type(exc).__name__}: "
+                            f"{exc}){'; its text columns ' + ', '.join(text) + ' need uproot 5 with string branches' if text else ''}; "
+                            "write parquet or csv instead (-o out.parquet)") from None
         runs.write_atomic(path, tmp.read_bytes())
+
+
+def root_branches(table: pd.DataFrame) -> tuple[dict[str, np.ndarray], list[str]]:
+    """One TTree branch per column: numbers and booleans as they are (an int64 event ID stays int64), text
+    as std::string branches, and dates, which a TTree has no type for, as ISO 8601 text (exact, to the
+    nanosecond); the notes say which columns were turned into text."""
+    branches, dates = {}, []
+    for name in table.columns:
+        column = table[name]
+        if column.dtype == object:  # class labels held as Python objects (predicted, true) that are numbers
+            try:
+                column = pd.to_numeric(column)
+            except (ValueError, TypeError):
+                pass
+        if pd.api.types.is_datetime64_any_dtype(column):
+            dates.append(str(name))
+            zone = column.dt.tz is not None
+            values = (column.dt.tz_convert("UTC").dt.tz_localize(None) if zone else column).to_numpy()
+            column = pd.Series(np.datetime_as_string(values, unit=np.datetime_data(values.dtype)[0])).add("Z" if zone else "")
+        if column.dtype.kind in "biuf":
+            branches[str(name)] = column.to_numpy()
+        else:
+            branches[str(name)] = column.astype(str).to_numpy(dtype=str)
+    notes = [f"ROOT output: date column(s) {', '.join(dates)} written as ISO 8601 text (a TTree has no date "
+             "type)"] if dates else []
+    return branches, notes
