@@ -209,3 +209,39 @@ def test_a_streamed_weighted_run_gives_the_in_memory_runs_weighted_metrics(tmp_p
         assert on_stream["metrics"][key] == pytest.approx(value, rel=1e-6), key
     w = pd.read_csv(tmp_path / "test.csv")["w"].abs()
     assert on_stream["sum_of_weights"] == in_memory["sum_of_weights"] == pytest.approx(w.sum(), rel=1e-12)
+
+
+def test_predict_split_of_a_streamed_table_gives_each_kept_row_once_with_its_columns(tmp_path):
+    """A streamed run's splits come from a hash of the row number (and missing: drop): predict --split finds
+    those rows again, in file order, and their scores equal predicting on the whole file."""
+    write_events(tmp_path / "events.csv")
+    frame = pd.read_csv(tmp_path / "events.csv")
+    frame.loc[::13, "f1"] = np.nan
+    frame.to_csv(tmp_path / "events.csv", index=False)
+    cfg = load_config({
+        "name": "streamed", "seed": 4,
+        "data": {"path": str(tmp_path / "events.csv"), "target": "label", "weight": "w", "stream": True,
+                 "workers": 0, "missing": "drop", "drop": ["event_id", "tag", "date"],
+                 "class_names": ["background", "signal"], "split": {"val": 0.25, "test": 0.25}},
+        "model": [{"type": "dense", "units": 1, "activation": "sigmoid"}],
+        "loss": "bce", "train": {"epochs": 1, "batch_size": 128, "device": "cpu", "threads": 1},
+    })
+    run = train(cfg, run_dir=tmp_path / "run").run_dir
+    code, text = run_cli("predict", run, tmp_path / "events.csv", "-o", tmp_path / "all.csv")
+    assert code == 0, text
+    whole = pd.read_csv(tmp_path / "all.csv").set_index("event_id")
+    assert list(whole.columns[-3:]) == ["prob_background", "prob_signal", "predicted"]  # class names in headers
+    seen = []
+    for split in ("train", "val", "test"):
+        code, text = run_cli("predict", run, "--split", split, "-o", tmp_path / f"{split}.csv")
+        assert code == 0, text
+        part = pd.read_csv(tmp_path / f"{split}.csv", dtype={"tag": str, "date": str})
+        assert np.all(np.diff(part["row"]) > 0)  # file order
+        original = frame.iloc[part["row"] - 1]
+        for column in ("event_id", "tag", "date", "w", "label"):
+            assert part[column].tolist() == original[column].tolist(), column
+        assert np.array_equal(part["weight"], part["w"]) and np.array_equal(part["true"], part["label"])
+        np.testing.assert_allclose(part["prob_signal"], whole.loc[part["event_id"], "prob_signal"], atol=1e-6)
+        seen += part["row"].tolist()
+    kept = np.flatnonzero(frame["f1"].notna()) + 1
+    assert sorted(seen) == kept.tolist()  # every row without a missing value, in exactly one split

@@ -4,7 +4,7 @@ The input is prepared exactly as the run prepared its training rows (its stored 
 feature columns picked by name) and needs no target. The result is a table: the input's identifying
 columns first (every column that is not a feature, the target included when present), then
 
-    classification  prob_<class> for every class (in class-id order), then `predicted`: the
+    classification  prob_<class> for every class (in class-id order; data.class_names names them), then `predicted`: the
                     original label of the most probable class (for binary, p > 0.5 is the
                     positive class, as in `evaluate`)
     regression      pred_<target> (one target value), or pred_0 ... pred_<k-1> (k values)
@@ -24,6 +24,7 @@ import pandas as pd
 from .. import runs
 from ..config import Config
 from ..data import load_inputs
+from ..data.labels import class_names
 from ..engine.device import resolve_device
 from ..engine.inference import evaluate_split
 from ..errors import DataError, SpecError
@@ -76,7 +77,9 @@ def predict_file(run: Run, model, path: Path, dev, *, batch_size: int | None = N
         x, passthrough, notes = _read_input(path, cfg, run.labels, run.scaler, run.input_shape)
     _, out = evaluate_split(model, None, (x, None), task, batch_size or cfg.train.eval_batch_size, dev,
                             threads=threads or cfg.train.threads, note=notes.append)
-    outputs = output_frame(out.y_prob, task, run.labels.get("classes"), _target_name(cfg))
+    classes = run.labels.get("classes")
+    names = class_names(cfg.data.class_names, classes) if cfg.data is not None and classes else None
+    outputs = output_frame(out.y_prob, task, classes, _target_name(cfg), names=names)
 
     clashes = [c for c in outputs.columns if c in passthrough.columns]
     if clashes:  # e.g. predicting on an earlier prediction file: the new outputs replace the old
@@ -86,16 +89,19 @@ def predict_file(run: Run, model, path: Path, dev, *, batch_size: int | None = N
     return table, list(outputs.columns), notes
 
 
-def output_frame(probs: np.ndarray, task: str, classes: list | None, target: str | None) -> pd.DataFrame:
+def output_frame(probs: np.ndarray, task: str, classes: list | None, target: str | None, *,
+                 names: list[str] | None = None) -> pd.DataFrame:
     """Model outputs (`Outputs.y_prob`: probabilities per class, or the values) -> the output columns (see
-    the module docstring)."""
+    the module docstring); `names` (data.class_names) name the prob_ columns, `predicted` is the label."""
     probs = probs.reshape(len(probs), -1)
     if task == "regression":
         names = [f"pred_{target}"] if probs.shape[1] == 1 and target else [f"pred_{j}" for j in range(probs.shape[1])]
         return pd.DataFrame(probs, columns=names)
     if classes is None or len(classes) != probs.shape[1]:
         classes = list(range(probs.shape[1]))  # a run without stored labels: class ids
-    frame = pd.DataFrame(probs, columns=[f"prob_{c}" for c in classes])
+    if names is None or len(names) != len(classes):
+        names = classes
+    frame = pd.DataFrame(probs, columns=[f"prob_{c}" for c in names])
     frame[PREDICTED] = np.array(classes, dtype=object)[probs.argmax(axis=1)]
     return frame
 

@@ -47,29 +47,44 @@ def predict_split(run_dir: str | Path, split: str, *, output: str | Path | None 
     if split not in data.splits:
         raise RunError(f"{run.path}: the data has no {split} split (it has {', '.join(data.splits)})")
     rows = data.splits[split]
-    if not in_memory(rows) or data.index is None:
-        raise RunError(f"{run.path}: predict --split needs a table split held in memory; the {split} split is "
-                       "streamed or images (set data.stream: false, or predict on the file)")
+    if in_memory(rows) and data.index is not None:
+        (file, index), y_true, served = (data.files[split], data.index[split]), rows[1], rows
+    elif hasattr(rows, "file_rows"):  # a streamed table: its rows in file order, with their row numbers
+        found = rows.file_rows()
+        if len(found) != 1:
+            raise RunError(f"{run.path}: the {split} split's rows come from {len(found)} files; predict --split "
+                           "passes one file's columns through (predict on each file instead)")
+        (file, index), = found.items()
+        served = rows.in_file_order()
+    else:
+        raise RunError(f"{run.path}: predict --split needs a table split; the {split} split is images "
+                       "(predict on the files instead)")
     dev = resolve_device(device or "auto")
     chosen, epoch = run.load_weights(setup.model, checkpoint, dev)
     weights = data.weight(split)
     notes: list[str] = []
-    _, out = evaluate_split(setup.model, None, rows, task, batch_size or cfg.train.eval_batch_size, dev,
-                            threads=threads or cfg.train.threads, note=notes.append)
+    _, out = evaluate_split(setup.model, None, served, task, batch_size or cfg.train.eval_batch_size, dev,
+                            threads=threads or cfg.train.threads, note=notes.append,
+                            workers=cfg.data.workers if in_memory(rows) else 0)  # workers would interleave chunks
+    if not in_memory(rows):
+        y_true, weights = out.y_true, out.weight
+        if len(y_true) != len(index):
+            raise RunError(f"{file} changed since the run was trained: its {split} split now has {len(y_true)} "
+                           f"rows, not {len(index)}")
     names = class_names(cfg.data.class_names, data.classes)
     target = cfg.data.target or "target"
-    outputs = output_frame(out.y_prob, task, names, target)
+    outputs = output_frame(out.y_prob, task, data.classes, target, names=names)
     if task != "regression":  # the predicted and true class as the data's labels
         labels = np.array(data.classes, dtype=object)
         outputs[PREDICTED] = labels[out.y_prob.argmax(axis=1)]
-        outputs["true"] = labels[np.asarray(rows[1]).reshape(-1)]
+        outputs["true"] = labels[np.asarray(y_true).astype(np.int64).reshape(-1)]
     else:
-        y = np.asarray(rows[1]).reshape(len(out.y_prob), -1)
+        y = np.asarray(y_true).reshape(len(out.y_prob), -1)
         for j in range(y.shape[1]):
             outputs[f"true_{target}" if y.shape[1] == 1 else f"true_{j}"] = y[:, j]
     if weights is not None:
         outputs["weight"] = weights
-    passthrough = _passthrough(data.files[split], data.index[split], cfg.data, run.labels.get("feature_names"))
+    passthrough = _passthrough(file, index, cfg.data, run.labels.get("feature_names"))
     clashes = [c for c in outputs.columns if c in passthrough.columns]
     outputs = outputs.rename(columns={c: f"dlcli_{c}" for c in clashes})
     table = pd.concat([passthrough.reset_index(drop=True), outputs], axis=1)

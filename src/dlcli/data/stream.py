@@ -376,10 +376,8 @@ class TableStream(IterableDataset):
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """This split's first `rows` rows in file order, as arrays (x, y, w): a sample of a streamed split
         (the overtraining check's train side) without a pass over all of it."""
-        view = copy.copy(self)
-        view.shuffle, view.shard = False, (0, 1)
         xs, ys, ws, have = [], [], [], 0
-        for piece in view._pieces():
+        for piece in self.in_file_order()._pieces():
             xs.append(piece[0][:rows - have])
             ys.append(piece[1][:rows - have])
             ws.append(piece[2][:rows - have] if len(piece) > 2 else None)
@@ -388,6 +386,39 @@ class TableStream(IterableDataset):
                 break
         w = np.concatenate(ws) if ws and ws[0] is not None else None
         return np.concatenate(xs), np.concatenate(ys), w
+
+    def in_file_order(self) -> TableStream:
+        """A view serving this split's rows in file order (unshuffled, unsharded); read it with no DataLoader
+        workers, whose batches would interleave."""
+        view = copy.copy(self)
+        view.shuffle, view.shard = False, (0, 1)
+        return view
+
+    def file_rows(self) -> dict[str, np.ndarray]:
+        """file -> the 0-based row numbers of this split's rows in it, in the order `in_file_order` serves them
+        (predict --split passes the file's other columns through next to them). Only `missing: drop` reads
+        the chunks again (for the rows it drops); otherwise the split hash alone says which rows are here."""
+        found = {}
+        drop = self.plans[0].origin.data.missing == "drop"
+        for f, plan in enumerate(self.plans):
+            if not self._serves(plan):
+                continue
+            rows = []
+            with open_table(plan.origin) as table:
+                for chunk in plan.chunks:
+                    parts = table.read_parts(chunk, self._columns(f), self.part_rows) if drop else \
+                        [(chunk.start, None)]
+                    for first_row, block in parts:
+                        count = chunk.rows if block is None else len(block)
+                        keep = plan.split_codes(self.spec.seed, first_row, count) == self.code
+                        if block is not None:
+                            x = _chunk_values(block, self.spec.features, plan.origin, self.spec.task, first_row,
+                                              check=False)[0]
+                            keep &= ~np.isnan(x.reshape(len(x), -1)).any(axis=1)
+                        rows.append(first_row + np.flatnonzero(keep))
+            if rows and sum(map(len, rows)):
+                found[plan.origin.file] = np.concatenate(rows)
+        return found
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch[0] = epoch
