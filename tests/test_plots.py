@@ -200,3 +200,13 @@ def test_a_look_at_one_figure_in_memory():
     """Render, decode, and check the figure is not blank: a real drawing has many colours."""
     image = Image.open(io.BytesIO(P.confusion_plot(multiclass_outputs(), ["w", "x", "y", "z"]))).convert("RGB")
     assert len(np.unique(np.asarray(image).reshape(-1, 3), axis=0)) > 50
+
+
+def test_classifier_outputs_are_binned_over_their_own_range_when_they_fill_little_of_0_to_1():
+    from dlcli.commands.plots import score_bins
+
+    spread = score_bins(np.array([0.1, 0.9]), np.array([0.5]))
+    assert spread[0] == 0 and spread[-1] == 1 and len(spread) == 41
+    low = score_bins(np.array([0.002, 0.05]), np.array([0.09]))  # a weighted training's tiny signal prior
+    assert low[0] == pytest.approx(0.002 - 0.02 * 0.088) and low[-1] == pytest.approx(0.09 + 0.02 * 0.088)
+    assert score_bins(np.array([0.3, 0.3]))[-1] == 1  # one value: the usual [0, 1]

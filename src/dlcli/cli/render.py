@@ -36,6 +36,8 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
     split = result["split"]  # a split's name, or the --data file's path
     data = f"{split} split" if split in ("train", "val", "test") else relative_paths(split)
     what = f"{data}, {result['n_samples']} rows, {result['checkpoint']} checkpoint (epoch {result['epoch']})"
+    if result.get("weighted"):
+        what += f", weighted (sum of weights {result['sum_of_weights']:.4g})"
     if len(f"{run_dir}: {what}") <= out.width:
         out.print(escape(f"{run_dir}: {what}"), soft_wrap=True)
     else:  # the path whole on a line of its own, rather than folded
@@ -50,7 +52,8 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
     for name, ks in result.get("overtraining", {}).items():
         out.print(f"overtraining check, {escape(name)}: KS p-value {ks['p_value']:.3g} (train vs {result['split']})")
     if "confusion_matrix" in result:
-        _confusion(out, [str(c) for c in result.get("class_names") or result["classes"]], result["confusion_matrix"])
+        _confusion(out, [str(c) for c in result.get("class_names") or result["classes"]], result["confusion_matrix"],
+                   weighted=bool(result.get("weighted")))
     if "evaluation.json" not in result.get("not_saved", {}):
         out.print(f"written to {escape(str(Path(run_dir) / 'evaluation.json'))}", soft_wrap=True)
     if result.get("plots"):
@@ -58,7 +61,7 @@ def evaluation(out: Console, run_dir: Path, result: dict) -> None:
         out.print(Padding(escape("  ".join(Path(p).name for p in result["plots"])), (0, 0, 0, 2), expand=False))
 
 
-def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> None:
+def _confusion(out: Console, classes: list[str], matrix: list[list[int]], *, weighted: bool = False) -> None:
     """The confusion matrix, headed by the class names; where they make it too wide, by class numbers (the
     rows keep the names); where even that is too wide, only where to find it."""
     for headers in (classes, [str(i) for i in range(len(classes))]):
@@ -71,7 +74,8 @@ def _confusion(out: Console, classes: list[str], matrix: list[list[int]]) -> Non
                        *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))  # weighted: sums
         if fits(out, cm):
             numbered = "" if headers is classes else " by number"
-            out.print(f"confusion matrix (rows: true class, columns: predicted class{numbered})")
+            sums = ", sums of weights" if weighted else ""
+            out.print(f"confusion matrix{sums} (rows: true class, columns: predicted class{numbered})")
             out.print(cm)
             return
     out.print(f"confusion matrix: {len(classes)} classes are too many for this terminal's width; it is in "

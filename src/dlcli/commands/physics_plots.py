@@ -12,12 +12,12 @@ from matplotlib.figure import Figure
 
 from ..nn import physics
 from ..nn.metrics import Outputs
-from .plots import DPI, MAX_PANELS, SCORE_PANEL, SCORES_SIZE, log_y, panel_grid, to_png
+from .plots import DPI, MAX_PANELS, SCORE_PANEL, SCORES_SIZE, log_y, panel_grid, score_bins, to_png
 
 HEP_ROC_SIZE = (6.0, 5.0)
+RESIDUAL_BINS = 40
 WORKING_POINTS = (0.3, 0.5, 0.7, 0.9)  # signal efficiencies marked on the HEP ROC
 ROC_POINTS_DRAWN = 1500  # a curve of a million points is drawn from this many of them
-BINS = 40
 
 
 def names_of(outputs: Outputs, classes: list | None) -> list[str]:
@@ -102,8 +102,6 @@ def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None
         return None
     names = names_of(test, classes)
     ks = ks if ks is not None else ks_summary(train, test, classes)
-    bins = np.linspace(0, 1, BINS + 1)
-    centres = (bins[1:] + bins[:-1]) / 2
     panels = _panels(test)
     if test.task == "binary":
         fig = Figure(figsize=SCORES_SIZE, dpi=DPI, layout="constrained")
@@ -114,16 +112,20 @@ def overtraining_plot(train: Outputs, test: Outputs, classes: list | None = None
         colour = f"C{i if test.task == 'binary' else 0}"
         a, wa = _class_scores(train, c, score_of)
         b, wb = _class_scores(test, c, score_of)
+        if i == 0 or test.task != "binary":  # binary: both classes on one axis, binned alike
+            bins = score_bins(train.y_prob[:, score_of], test.y_prob[:, score_of])
+            centres = (bins[1:] + bins[:-1]) / 2
         train_density, _ = _density(a, wa, bins)
         test_density, errors = _density(b, wb, bins)
         ax.stairs(train_density, bins, fill=True, alpha=0.3, color=colour, label=f"{names[c]} (train)")
         p = ks[names[c]]["p_value"]
         ax.errorbar(centres, test_density, yerr=errors, fmt="o", markersize=3, color=colour, elinewidth=1,
                     label=f"{names[c]} (test), KS p = {p:.3g}")
-        ax.set(xlim=(0, 1), xlabel=f"classifier output p({names[score_of]})", ylabel="normalised to unit area (log)")
+        ax.set(xlim=(bins[0], bins[-1]), xlabel=f"classifier output p({names[score_of]})",
+               ylabel="normalised to unit area (log)")
         log_y(ax)  # the tails, where a cut is made, are where overtraining shows
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", loc="upper center")
+        ax.legend(fontsize="small", loc="best")
     heading = "overtraining check: train vs test" + (" (weighted)" if test.weight is not None else "")
     fig.suptitle(f"{heading}: {title}" if title else heading)
     return to_png(fig)
@@ -143,7 +145,7 @@ def residual_plot(outputs: Outputs, names: list[str] | None = None, title: str =
         r = residual[:, j]
         mean = np.average(r, weights=w) if len(r) else np.nan
         std = np.sqrt(np.average((r - mean) ** 2, weights=w)) if len(r) else np.nan
-        ax.hist(r, bins=BINS, weights=w, histtype="stepfilled", alpha=0.4, color="C0",
+        ax.hist(r, bins=RESIDUAL_BINS, weights=w, histtype="stepfilled", alpha=0.4, color="C0",
                 label=f"mean {mean:.3g}\nstd {std:.3g}")
         ax.axvline(0, color="0.4", linewidth=1, linestyle=":")
         ax.set(xlabel=f"predicted - true {names[j]}", ylabel="events" + (" (weighted)" if w is not None else ""))

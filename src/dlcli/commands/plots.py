@@ -62,6 +62,21 @@ def _grid(n: int, panel: tuple[float, float]):
     return fig, axes
 
 
+SCORE_BINS = 40
+
+
+def score_bins(*scores: np.ndarray) -> np.ndarray:
+    """Bin edges for classifier outputs: [0, 1], or the outputs' own range when they fill less than half of
+    it (a weighted training's probabilities can all lie below 0.1, as TMVA bins a response by its range)."""
+    values = [v for v in scores if len(v)]
+    low = min(float(v.min()) for v in values) if values else 0.0
+    high = max(float(v.max()) for v in values) if values else 1.0
+    if high - low >= 0.5 or high <= low:
+        return np.linspace(0, 1, SCORE_BINS + 1)
+    pad = 0.02 * (high - low)
+    return np.linspace(max(0.0, low - pad), min(1.0, high + pad), SCORE_BINS + 1)
+
+
 def log_y(ax) -> None:
     """A log y axis with ticks at the decades only: matplotlib's minor ticks on a log axis (eight a decade,
     each a text object) cost more to draw than the rest of a plot."""
@@ -90,8 +105,9 @@ def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None =
 
     `histories` is [(label, metrics.csv rows)]; None when no run has a train_ or val_ column yet.
     `losses` names each run's loss: runs with different losses get a loss panel each (a 5e-5 mse next
-    to a 0.6 cross-entropy would be a flat line), and a loss panel spanning over a decade is drawn on a
-    log axis. `best_epoch` (one run) is marked on every panel.
+    to a 0.6 cross-entropy would be a flat line), and a loss panel spanning over a decade (another positive
+    quantity: two decades, e.g. the mae of targets in GeV and in TeV) is drawn on a log axis. `best_epoch`
+    (one run) is marked on every panel.
     """
     losses = losses or [None] * len(histories)
     names: list = []
@@ -122,6 +138,8 @@ def learning_curves(histories: list[tuple[str, list[dict]]], title: str | None =
                 log_y(ax)
         else:
             ax.set_ylabel(quantity)
+            if drawn and min(drawn) > 0 and max(drawn) / min(drawn) > 100:  # an error of runs on different scales
+                log_y(ax)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="C3", linewidth=1, linestyle=":")
         ax.set_title(quantity if only is None else f"loss: {only}")
@@ -242,9 +260,10 @@ def scores_plot(outputs: Outputs, classes: list | None = None, title: str = "") 
     against the probabilities its other classes got.
     """
     names = class_names(outputs, classes)
-    bins = np.linspace(0, 1, 41)
     y, p, w = outputs.y_true, outputs.y_prob, outputs.weight
+    bins = np.linspace(0, 1, SCORE_BINS + 1)
     if outputs.task == "binary":
+        bins = score_bins(p[:, 1])
         fig = Figure(figsize=SCORES_SIZE, dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         _histograms(ax, bins, [(p[y == c, 1], names[c], None if w is None else w[y == c]) for c in (0, 1)])
@@ -281,11 +300,11 @@ def _histograms(ax, bins, samples) -> None:
         weights = sample[2] if len(sample) > 2 else None
         if len(values) == 0:
             continue
-        label = f"{label} ({len(values)})"
+        label = f"{label} ({len(values)} events" + (f", Σw {weights.sum():.4g})" if weights is not None else ")")
         ax.hist(values, bins=bins, weights=weights, density=True, histtype="stepfilled", alpha=0.3, color=f"C{i}")
         ax.hist(values, bins=bins, weights=weights, density=True, histtype="step", linewidth=1.5, color=f"C{i}",
                 label=label)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(bins[0], bins[-1])
     ax.grid(alpha=0.3)
 
 
