@@ -537,7 +537,7 @@ NO_FLATTEN = on_builtin("digits", ["{type: conv2d, filters: 4, kernel_size: 3, a
 CUSTOM_LOSS = {"cfg.yaml": TINY.replace("loss: binary_crossentropy",
                                         'loss: {name: custom, function: "my_losses.py:smooth_loss"}'),
                "my_losses.py": "import no_such_module_for_dlcli\n\n\ndef smooth_loss(p, y):\n    return p.mean()\n"}
-VECTOR_LOSS = {"cfg.yaml": CUSTOM_LOSS["cfg.yaml"], "my_losses.py": "def smooth_loss(p, y):\n    return (p - y) ** 2\n"}
+VECTOR_LOSS = {"cfg.yaml": CUSTOM_LOSS["cfg.yaml"], "my_losses.py": "def smooth_loss(p, y):\n    return (p - y).sum().repeat(3)\n"}
 PGM = "P2\n2 2\n255\n0 10\n20 30\n"  # a 2x2 grayscale image, as text
 HUGE_IMAGES = {"cfg.yaml": "data: {images: imgs, image_size: [1000000, 1000000]}\nmodel:\n  layers:\n"
                            "    - {type: flatten}\n    - {type: dense, units: 1, activation: sigmoid}\n"
@@ -619,8 +619,9 @@ CASES = {
                                     ["cfg.yaml, line 7: loss.function: must be 'path/to/file.py:function'"]),
     "custom-loss-returns-a-vector-train": Case(["train", "cfg.yaml"], VECTOR_LOSS,
                                                ["cfg.yaml, line 7: loss.function: custom loss", "my_losses.py:smooth_loss",
-                                                "must return a scalar tensor, got a tensor of shape (2, 1) on a batch "
-                                                "of 2 (prediction float32 (2, 1), target float32 (2, 1))"]),
+                                                "must return per-event losses, shape (2,) or (2, k), or a scalar "
+                                                "tensor, got a tensor of shape (3,) on a batch of 2 (prediction "
+                                                "float32 (2, 1), target float32 (2, 1))"]),
     "device-not-here": Case(["validate", "cfg.yaml"], tiny("device: cpu", "device: cuda:7"),
                             ["cfg.yaml, line 9: train.device: 'cuda:7' is not on this machine, which has cpu"]),
     "device-not-here-train": Case(["train", "cfg.yaml"], tiny("device: cpu", "device: cuda:7"),

@@ -220,6 +220,30 @@ def test_a_ten_class_prediction_shows_the_class_and_its_probability_at_80_column
     assert "prob_9" in text.getvalue() and "probability" not in text.getvalue()
 
 
+def test_predict_split_at_80_columns_shows_the_probability_of_the_class_not_the_weight():
+    """predict --split adds `true` and `weight` after the probabilities: the narrow view's probability is the
+    largest prob_ column's, and integer columns (row numbers, event IDs) print as integers."""
+    result = predictions(["background", "signal"])
+    table = result.table.drop(columns="file")
+    table.insert(0, "event_id", 123456789012345 + np.arange(12))
+    table.insert(0, "row", np.arange(1, 13))
+    table.insert(2, "w", np.linspace(3.0, 9.0, 12))
+    table.insert(3, "comment", ["a long comment that takes room " * 2] * 12)
+    table["true"] = "signal"
+    table["weight"] = np.linspace(3.0, 9.0, 12)
+    result = SimpleNamespace(table=table, outputs=["prob_background", "prob_signal", "predicted", "true", "weight"],
+                             checkpoint="best", epoch=3)
+    narrow, text = console(80)
+    render.predictions(narrow, result, None)
+    out = text.getvalue()
+    assert widest(out) <= 80
+    first = next(line for line in out.splitlines() if "123456789012345" in line).split("│")
+    assert first[1].strip() == "1"  # not 1.0000
+    header = next(line for line in out.splitlines() if "probability" in line).split("┃")
+    shown = float(first[[h.strip() for h in header].index("probability")])
+    assert shown == pytest.approx(table[["prob_background", "prob_signal"]].iloc[0].max(), abs=5e-5)
+
+
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

@@ -96,14 +96,18 @@ def predictions(out: Console, result, output: Path | None) -> None:
     ids = [c for c in result.table.columns if c not in result.outputs]
     head = result.table.head(PREDICT_SHOW_ROWS)
     table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + result.outputs)
-    probs = [c for c in result.outputs if c != PREDICTED]
+    probs = [c for c in result.outputs if c.startswith("prob_")]  # (predict --split adds `true` and `weight`)
     narrowed = not fits(out, table) and PREDICTED in result.outputs
     if narrowed:  # the probability of the class shown: the largest of the row's
         head = head.assign(probability=head[probs].max(axis=1))
-        table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"])
+        table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"] +
+                             [c for c in ("true",) if c in result.outputs])
+        if not fits(out, table):  # the true class is in the file's own target column too
+            table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"])
     out.print(table)
     more = [f"{n - PREDICT_SHOW_ROWS} more rows"] if n > PREDICT_SHOW_ROWS else []
-    more += [f"{len(ids) - PREDICT_SHOW_IDS} more columns"] if len(ids) > PREDICT_SHOW_IDS else []
+    hidden = len(ids) - PREDICT_SHOW_IDS
+    more += [f"{hidden} more column{'s' if hidden > 1 else ''}"] if hidden > 0 else []
     more += [f"{len(probs)} class probabilities a row"] if narrowed else []
     if more:
         out.print(f"({', '.join(more)}; write them all with -o FILE.csv)")
@@ -114,10 +118,8 @@ def _frame_table(frame, columns: list[str]) -> Table:
     for name in columns:
         numbers = frame[name].dtype.kind in "fiu"
         table.add_column(escape(str(name)), justify="right" if numbers else "left")
-    for _, row in frame[columns].iterrows():
-        # float32 probabilities are numpy scalars, not floats
-        table.add_row(*(f"{v:.4f}" if getattr(v, "dtype", None) is not None and v.dtype.kind == "f"
-                        or isinstance(v, float) else escape(str(v)) for v in row))
+    for row in zip(*(frame[name].tolist() for name in columns)):  # each column's own type: an int ID stays one
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row))
     return table
 
 
