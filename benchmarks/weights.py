@@ -94,7 +94,8 @@ def main() -> None:
                 case()
                 seconds[name].append(time.perf_counter() - started)
         base = statistics.median(seconds["old plots"])
-        print(f"{args.rows} rows, median of {args.repeats}:")
+        print(f"{args.rows} rows, median of {args.repeats} (ratios in one process; the machine may be shared "
+              "with other jobs: run it under `flock /tmp/cpu.lock` there):")
         for name, values in seconds.items():
             median = statistics.median(values)
             print(f"  {name:10s} {median:7.2f} s  ({median / base:.2f}x old plots; "

@@ -52,10 +52,6 @@ class Dataset:
         """The event weights of a split (data.weight, times train.class_weight for train); None: all 1."""
         return None if self.weights is None else self.weights.get(split)
 
-    def weighted(self, split: str) -> bool:
-        """Whether a split's rows carry event weights: arrays in `weights`, or a streamed split's own."""
-        return self.weight(split) is not None or bool(getattr(self.splits.get(split), "weighted", False))
-
     def class_weight_sums(self) -> list[float] | None:
         """The train split's event-weight sum per class id (None without weights or classes)."""
         if self.classes is None:
@@ -63,10 +59,11 @@ class Dataset:
         train, w = self.splits["train"], self.weight("train")
         if in_memory(train):
             return None if w is None else np.bincount(train[1], weights=w, minlength=len(self.classes)).tolist()
-        factors = getattr(train, "class_factors", None)
-        sums = self.weight_sums if self.weight_sums is not None else self.counts if factors is not None else None
-        return None if sums is None or factors is None and self.weight_sums is None else \
-            (np.asarray(sums, dtype=np.float64) * (1.0 if factors is None else factors)).tolist()
+        factors = getattr(train, "class_factors", None)  # train.class_weight, on a streamed split
+        if self.weight_sums is None and factors is None:
+            return None
+        sums = np.asarray(self.weight_sums if self.weight_sums is not None else self.counts, dtype=np.float64)
+        return (sums * (1.0 if factors is None else factors)).tolist()
 
     def class_counts(self) -> list[int] | None:
         """Train-split samples per class id (for class weights and summaries)."""

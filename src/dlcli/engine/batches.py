@@ -190,8 +190,6 @@ class Batches:
             yield (xb, target_format(yb, self.task).to(self.device, non_blocking=True),
                    wb[0].to(self.device, self._weight_dtype, non_blocking=True) if wb else None)
 
-
-
     @property
     def _weight_dtype(self) -> torch.dtype:
         """A streamed table's weights stay float64 (evaluate reports them as the file has them); MPS has none."""

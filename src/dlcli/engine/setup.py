@@ -107,12 +107,12 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
     from .distributed import shard  # here: distributed -> callbacks -> state imports this module
 
     streamed = not in_memory(dataset.splits["train"])
-    if streamed and not hasattr(dataset.splits["train"], "weighed") and (cfg.data.weight or cfg.train.class_weight):
-        key = "data.weight" if cfg.data.weight else "train.class_weight"
+    weighted = cfg.data.weight is not None or cfg.train.class_weight is not None
+    key = "data.weight" if cfg.data.weight else "train.class_weight"
+    if streamed and weighted and not hasattr(dataset.splits["train"], "weighed"):
         raise cfg.error(key, "event and class weights are for tables (in memory or streamed); this data is "
-                        "images; remove the key")
-    if streamed and (cfg.data.weight or cfg.train.class_weight is not None) and shard() is not None:
-        key = "data.weight" if cfg.data.weight else "train.class_weight"
+                        "images read from disk; remove the key")
+    if streamed and weighted and shard() is not None:
         raise cfg.error(key, "event and class weights are not supported under data-parallel training of a "
                         "streamed table yet (the ranks' weighted losses are not combined); train in one process")
     if cfg.data.class_names is not None:
