@@ -8,6 +8,7 @@ hand with numpy from the run's scaler.json and labels.json.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -195,3 +196,99 @@ def test_load_run_predicts_as_dlcli_predict_does(table_run):
     assert any("filled" in note for note in run.notes)
     x = torch.from_numpy(np.nan_to_num(frame[FEATURES].to_numpy(np.float32))[:20])
     assert torch.equal(run.model.predict(x), run.model.predict(x))  # dropout off: the same twice
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_weights_over_the_protobuf_limit_go_to_external_data_checked_in_onnxruntime(table_run, tmp_path, monkeypatch):
+    """Without allocating 2 GB: the limit lowered to 0 bytes, so the small run's weights count as too large."""
+    from dlcli.commands import export as E
+
+    folder, result = table_run
+    network = exportable(dlcli.load_run(result.run_dir, device="cpu").model)
+    feed = np.ones((7, 6), np.float32)
+    monkeypatch.setattr(E, "EXTERNAL_DATA_BYTES", 0)
+    with pytest.raises(ExportError, match="2 GB"):  # one file cannot hold them: refused without a data file
+        export_module(Preprocessed(network), feed, network.predict(torch.from_numpy(feed)).numpy(), "onnx")
+
+    done = export(result.run_dir, output=tmp_path / "big.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json", "big.onnx", "big.onnx.data"]
+    assert done.metadata["external_data"] == "big.onnx.data"
+    graph = onnx.load(str(tmp_path / "big.onnx"), load_external_data=False)
+    weights = list(graph.graph.initializer)
+    assert weights and all(t.data_location == onnx.TensorProto.EXTERNAL for t in weights)
+    assert {e.value for t in weights for e in t.external_data if e.key == "location"} == {"big.onnx.data"}
+    # The weights read back by onnx equal the checkpoint's: the dense layers' matrices, byte for byte.
+    full = onnx.load(str(tmp_path / "big.onnx"))
+    arrays = [onnx.numpy_helper.to_array(t) for t in full.graph.initializer]
+    for p in (p.detach().numpy() for p in network.parameters() if p.ndim == 2):
+        assert any(a.shape == p.shape and np.array_equal(a, p) for a in arrays)
+    session = ort.InferenceSession(str(tmp_path / "big.onnx"), providers=["CPUExecutionProvider"])
+    raw = pd.read_csv(folder / "table.csv")
+    probs = session.run(None, {"features": raw[FEATURES].to_numpy(np.float32)})[0][:, 0]
+    np.testing.assert_allclose(probs, dlcli.predict(result.run_dir, folder / "table.csv").table["prob_signal"],
+                               rtol=0, atol=1e-5)
+
+    # An export that does not agree leaves neither file, nor its staging folder, behind.
+    real = Preprocessed.forward
+    monkeypatch.setattr(Preprocessed, "forward", lambda self, x: real(self, x) + 1e-3)
+    with pytest.raises(ExportError, match="does not reproduce"):
+        export(result.run_dir, output=tmp_path / "bad.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json", "big.onnx", "big.onnx.data"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_export_errors_through_the_cli_are_one_line_exit_2_and_leave_nothing(table_run, tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+    from dlcli.runs import files
+
+    _, result = table_run
+
+    def copy(name, keep_checkpoints=True):
+        target = tmp_path / name
+        shutil.copytree(result.run_dir, target, ignore=shutil.ignore_patterns(
+            "export", *(() if keep_checkpoints else ("checkpoints",))))
+        return target
+
+    def cli(*args):
+        out = CliRunner().invoke(app, ["export", *map(str, args)])
+        assert "Traceback" not in out.output and (out.exception is None or isinstance(out.exception, SystemExit))
+        lines = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
+        assert out.exit_code == 2 and len(lines) == 1, out.output
+        return lines[0]
+
+    assert "best.pt and last.pt are missing" in cli(copy("none", keep_checkpoints=False))
+    damaged = copy("damaged")
+    (damaged / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint" * 10)
+    assert "damaged" in cli(damaged) and "--checkpoint last" in cli(damaged)
+    foreign = copy("foreign")  # a pickle that would build an object: refused by weights_only=True, never run
+    torch.save({"model": {}, "counts": collections.Counter(a=1)}, foreign / "checkpoints" / "last.pt")
+    assert "would run code; refusing" in cli(foreign, "--checkpoint", "last")
+    assert not any((tmp_path / name / "export").exists() for name in ("none", "damaged", "foreign"))
+
+    # A read-only export folder: writing there fails as it does without write permission (tests run as root).
+    readonly = copy("readonly")
+    (readonly / "export").mkdir()
+    real = files.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == (readonly / "export").resolve():
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    assert "cannot be written (permission denied)" in cli(readonly).lower()
+    assert list((readonly / "export").iterdir()) == []
+
+    # A mismatch: the exported graph made to differ from the network dlcli predicts with.
+    mismatch = copy("mismatch")
+    forward = Preprocessed.forward
+    monkeypatch.setattr(Preprocessed, "forward", lambda self, x: forward(self, x) + 1e-3)
+    assert "does not reproduce dlcli's predictions" in cli(mismatch)
+    assert not (mismatch / "export").exists()  # not even the folder the export made

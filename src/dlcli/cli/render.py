@@ -221,6 +221,9 @@ def exported(out: Console, result) -> None:
     batches = ", ".join(str(n) for n in result.checked_batches)
     out.print(f"  checked on batches of {batches} rows: largest difference from dlcli {result.max_difference:.2g}",
               soft_wrap=True)
+    if meta.get("external_data"):
+        out.print(f"  weights in {escape(str(result.path.with_name(meta['external_data'])))} (ONNX external data: "
+                  "over 2 GB); keep it beside the model", soft_wrap=True)
     out.print(f"  description: {escape(str(result.metadata_path))}", soft_wrap=True)
 
 

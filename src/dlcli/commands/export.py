@@ -13,6 +13,10 @@ file's metadata_props) says what goes in and what comes out.
 
 Nothing is reported as exported before the file was run on rows of the run's data (batches of 1, 2
 and 7) and agreed with dlcli's own predictions; a file that does not agree is not left behind.
+
+One ONNX file is a protobuf message, which cannot pass 2 GB. A network whose weights come near that
+keeps them in ONNX's external-data format: model.onnx holds the graph, model.onnx.data beside it the
+weights (model.json's "external_data" names it; the two files travel together).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import hashlib
 import io
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +39,9 @@ from torch import nn
 from .. import __version__, runs
 from ..data import load_dataset
 from ..engine.tracking import log_run_files
-from ..errors import DlcliError
+from ..errors import DlcliError, RunError
 from ..nn.network import Network
+from ..runs.files import user_file_mode
 from ..runs.run import Run
 
 OPSET = 18  # fixed, so a file exported today reads the same in a runtime pinned to an older release
@@ -43,6 +51,9 @@ TRACE_BATCH = 3
 FORMATS = ("onnx", "torch")
 SUFFIXES = {"onnx": ".onnx", "torch": ".pt2"}
 EXTRA_HINT = "uv sync --extra export (or pip install 'dlcli[export]')"
+# Weights past this many bytes go to an external-data file: protobuf refuses a message of 2 GiB or more,
+# and the graph, names and metadata need room beside the weights.
+EXTERNAL_DATA_BYTES = 2**31 - 2**27
 
 
 class ExportError(DlcliError):
@@ -95,27 +106,38 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
     if format == "onnx":
         require_onnx()
     run = Run.open(run_dir)
+    made_folder = None
     if output is None:
+        made_folder = None if (run.path / "export").is_dir() else run.path / "export"
         path = runs.run_folder(run.path, "export") / f"model{SUFFIXES[format]}"
     else:
         path = Path(output).expanduser()
         runs.check_writable(path)  # before the work: a mistyped -o fails at once
     metadata_path = path.with_suffix(".json") if format == "onnx" else path.with_name(path.name + ".json")
-    network, chosen, epoch = run.network(checkpoint, torch.device("cpu"))
-    network = exportable(network)
-    module, folded = preprocessed(run, network, include_preprocessing)
-    notes: list[str] = []
-    raw, scaled = check_rows(run, notes)
-    with torch.inference_mode():
-        expected = network.predict(torch.from_numpy(scaled)).numpy()
-    feed = raw if folded else scaled
-    metadata = describe(run, network, format, folded, chosen, epoch)
-    data, difference = export_module(module, feed, expected, format, metadata)
-    runs.write_atomic(path, data)
     try:
-        runs.write_json(metadata_path, metadata)
+        network, chosen, epoch = run.network(checkpoint, torch.device("cpu"))
+        network = exportable(network)
+        module, folded = preprocessed(run, network, include_preprocessing)
+        notes: list[str] = []
+        raw, scaled = check_rows(run, notes)
+        with torch.inference_mode():
+            expected = network.predict(torch.from_numpy(scaled)).numpy()
+        feed = raw if folded else scaled
+        data_path = path.with_name(path.name + ".data") if format == "onnx" and too_large(module) else None
+        metadata = describe(run, network, format, folded, chosen, epoch)
+        metadata["external_data"] = data_path.name if data_path else None
+        data, difference = export_module(module, feed, expected, format, metadata, data_path=data_path)
+        try:
+            runs.write_atomic(path, data)
+            runs.write_json(metadata_path, metadata)
+        except BaseException:
+            for written in (path, data_path):  # a model file without its weights or description is not an export
+                if written is not None:
+                    written.unlink(missing_ok=True)
+            raise
     except BaseException:
-        path.unlink(missing_ok=True)  # a model file without its description is not an export
+        if made_folder is not None and made_folder.is_dir() and not any(made_folder.iterdir()):
+            made_folder.rmdir()  # the export/ folder this failed export made: not left behind empty
         raise
     if path.parent == run.path / "export":  # a run tracked with MLflow gets its exported model too
         log_run_files(run.path, folders=["export"], warn=notes.append)
@@ -129,14 +151,28 @@ def exportable(network: Network) -> Network:
 
 
 def export_module(module: nn.Module, feed: np.ndarray, expected: np.ndarray, format: str = "onnx",
-                  metadata: dict | None = None) -> tuple[bytes, float]:
+                  metadata: dict | None = None, *, data_path: Path | None = None) -> tuple[bytes, float]:
     """The exported file's bytes, once it reproduced `expected` (dlcli's outputs) from `feed` on every batch of
-    CHECK_BATCHES, and the largest difference seen. ExportError when it cannot be exported or does not agree."""
+    CHECK_BATCHES, and the largest difference seen. ExportError when it cannot be exported or does not agree.
+
+    With `data_path` (ONNX), the weights go to that external-data file, written once the model agreed; the
+    bytes returned are then the graph that refers to it by name, to be written beside it. An ONNX model
+    too large for one file (`too_large`) needs it."""
     module = module.eval()
     if format == "onnx":
         metadata = metadata or {"input": {"name": "input"}, "output": {"name": "output"}}
-        return _onnx(module, feed, expected, metadata)
+        return _onnx(module, feed, expected, metadata, data_path)
     return _torch_program(module, feed, expected)
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """The bytes of a module's parameters and buffers: what an ONNX file holds as its initializers."""
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
+def too_large(module: nn.Module) -> bool:
+    """Whether the module's ONNX file would pass protobuf's 2 GB limit: its weights go to external data then."""
+    return weight_bytes(module) > EXTERNAL_DATA_BYTES
 
 
 def require_onnx():
@@ -301,11 +337,16 @@ def _compare(got: np.ndarray, expected: np.ndarray, what: str) -> float:
     return float(np.nanmax(np.abs(got - expected))) if got.size else 0.0
 
 
-def _onnx(module: nn.Module, feed: np.ndarray, expected: np.ndarray, metadata: dict) -> tuple[bytes, float]:
-    """The ONNX file's bytes, checked in onnxruntime, and the largest difference seen."""
+def _onnx(module: nn.Module, feed: np.ndarray, expected: np.ndarray, metadata: dict,
+          data_path: Path | None = None) -> tuple[bytes, float]:
+    """The ONNX file's bytes, checked in onnxruntime, and the largest difference seen; with `data_path`, the
+    weights written there (see export_module)."""
     onnx, ort = require_onnx()
+    if data_path is None and too_large(module):
+        raise ExportError(f"the model's weights ({weight_bytes(module) / 2**30:.1f} GiB) do not fit in one ONNX file "
+                          "(protobuf's 2 GB limit): export the run with dlcli export, which writes them to "
+                          "external data beside the file")
     program = _export_program(module, feed)
-    buffer = io.BytesIO()
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its chatter
             onnx_program = torch.onnx.export(program, (torch.from_numpy(feed[:TRACE_BATCH].copy()),), None,
@@ -320,20 +361,60 @@ def _onnx(module: nn.Module, feed: np.ndarray, expected: np.ndarray, metadata: d
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     proto.producer_name, proto.producer_version = "dlcli", __version__
-    onnx.save_model(proto, buffer)
-    data = buffer.getvalue()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if data_path is not None:
+        return _onnx_external(proto, data_path, feed, expected, options)
+    buffer = io.BytesIO()
+    onnx.save_model(proto, buffer)
+    data = buffer.getvalue()
     try:
         session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"onnxruntime cannot load the exported model: {_reason(exc)}; nothing was written") from None
+    return data, _check_session(session, feed, expected)
+
+
+def _onnx_external(proto, data_path: Path, feed: np.ndarray, expected: np.ndarray, options) -> tuple[bytes, float]:
+    """The graph's bytes, with the weights in ONNX's external-data format in `data_path`. Both are written to a
+    staging folder beside `data_path` and checked there (onnxruntime reads the weights from the file the graph
+    names); the weights move into place only once they agreed."""
+    onnx, ort = require_onnx()
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.", dir=data_path.parent))
+    except OSError as exc:
+        raise RunError(f"{data_path}: cannot be written ({exc.strerror or exc})") from None
+    try:
+        model_file = stage / data_path.name.removesuffix(".data")
+        try:  # size_threshold=0: every weight in the data file, none left behind in the graph
+            onnx.save_model(proto, str(model_file), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_path.name, size_threshold=0)
+        except OSError as exc:
+            raise RunError(f"{data_path}: cannot be written ({exc.strerror or exc})") from None
+        try:
+            session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"onnxruntime cannot load the exported model: {_reason(exc)}; "
+                              "nothing was written") from None
+        worst = _check_session(session, feed, expected)
+        del session  # the data file is mapped while a session holds it
+        data = model_file.read_bytes()
+        os.chmod(stage / data_path.name, user_file_mode())
+        os.replace(stage / data_path.name, data_path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return data, worst
+
+
+def _check_session(session, feed: np.ndarray, expected: np.ndarray) -> float:
+    """The largest difference between the session's outputs and `expected` on each batch of CHECK_BATCHES rows;
+    ExportError (from _compare) where they do not agree."""
     name = session.get_inputs()[0].name
     worst = 0.0
     for n in CHECK_BATCHES:
         got = session.run(None, {name: np.ascontiguousarray(feed[:n])})[0]
         worst = max(worst, _compare(got, expected[:n], f"a batch of {n}"))
-    return data, worst
+    return worst
 
 
 def _name_batch_axis(proto) -> None:

@@ -123,6 +123,11 @@ def os_reason(exc: OSError) -> str:
 _umask_lock = threading.Lock()
 
 
+def user_file_mode() -> int:
+    """The mode a new file of the user's gets: 0666 less the umask (0644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
     """The process's umask. Linux tells it in /proc; elsewhere it is read by setting it (to a strict
     value, so a file another thread creates meanwhile is never more open than it should be)."""

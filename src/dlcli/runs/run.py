@@ -72,7 +72,11 @@ class Run:
         if which == "best" and not path.exists():
             chosen, path = "last", self.path / CHECKPOINTS / "last.pt"
         if not path.exists():
-            raise RunError(f"{self.path}: no {which} checkpoint ({path} is missing)")
+            if which == "best":
+                raise RunError(f"{self.path}: no checkpoint ({CHECKPOINTS}/best.pt and last.pt are missing): the run "
+                               "saved none (it stopped before an epoch ended?); train it again")
+            other = " (best.pt is there: --checkpoint best)" if (self.path / CHECKPOINTS / "best.pt").exists() else ""
+            raise RunError(f"{self.path}: no {which} checkpoint ({path} is missing){other}")
         check_inside(self.path, path)
         return chosen, path
 
