@@ -98,3 +98,22 @@ def test_binary_outputs_hold_both_classes_probabilities():
     assert out.y_prob[:, 0] == pytest.approx(1 - p, abs=1e-6)
     assert out.y_true.dtype == np.uint8  # class ids 0 and 1, a byte each
     np.testing.assert_array_equal(out.y_true, y.astype(np.int64))
+
+
+def test_shuffled_batches_are_the_seeded_permutations_rows():
+    """Each epoch's batches are the rows of torch.randperm under the run's seed, cut in order: the same
+    rows, targets and weights as indexing the arrays by that permutation."""
+    from dlcli.engine.batches import Batches
+
+    n, batch, seed = 1000, 64, 7
+    x, y = _data((5,), n=n, classes=2, seed=1)
+    w = np.random.default_rng(2).random(n).astype(np.float32)
+    batches = Batches((x, y), "binary", torch.device("cpu"), batch, shuffle=True, seed=seed, weights=w)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in (1, 2):
+        order = torch.randperm(n, generator=generator).numpy()
+        got = list(batches.weighted_epoch(epoch))
+        assert [len(xb) for xb, _, _ in got] == [batch] * (n // batch) + [n % batch]
+        np.testing.assert_array_equal(torch.cat([xb for xb, _, _ in got]).numpy(), x[order])
+        np.testing.assert_array_equal(torch.cat([yb for _, yb, _ in got]).numpy().ravel(), y[order])
+        np.testing.assert_array_equal(torch.cat([wb for _, _, wb in got]).numpy(), w[order])
