@@ -245,3 +245,26 @@ def test_predict_split_of_a_streamed_table_gives_each_kept_row_once_with_its_col
         seen += part["row"].tolist()
     kept = np.flatnonzero(frame["f1"].notna()) + 1
     assert sorted(seen) == kept.tolist()  # every row without a missing value, in exactly one split
+
+
+def test_streamed_weights_are_refused_under_data_parallel_training(tmp_path):
+    """The ranks' weighted losses of a streamed table are not combined yet: refused at data.weight, not trained
+    wrong. (A one-rank gloo group stands in for torchrun's.)"""
+    import torch.distributed as dist
+
+    from dlcli.engine.setup import prepare
+    from dlcli.errors import ConfigError
+
+    write_events(tmp_path / "events.csv", n=200)
+    cfg = load_config({"data": {"path": str(tmp_path / "events.csv"), "target": "label", "weight": "w",
+                                "stream": True, "drop": ["event_id", "tag", "date"]},
+                       "model": [{"type": "dense", "units": 1, "activation": "sigmoid"}], "loss": "bce",
+                       "train": {"device": "cpu", "threads": 1}})
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(ConfigError, match="data.weight: event and class weights are not supported under "
+                                              "data-parallel training of a streamed table yet"):
+            prepare(cfg)
+    finally:
+        dist.destroy_process_group()
+    assert prepare(cfg).data.splits["train"].weighted  # in one process it trains

@@ -251,19 +251,26 @@ def test_csv_with_line_breaks_in_quoted_fields_is_refused(tmp_path):
                             task="binary", seed=0).splits["train"][0]) == 30
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "h5", "root"])
 def test_streamed_rows_carry_their_event_weights(tmp_path, fmt):
     """data.weight in a streamed table: each served row's weight is the file's (policy applied, times its
     class factor in the train split), the first pass sums them per class, and bad columns are refused."""
     df = table(600).assign(w=lambda d: np.random.default_rng(4).normal(1.0, 1.0, len(d)).round(5))
-    path = str(tmp_path / f"t.{fmt}")
-    df.to_csv(path, index=False) if fmt == "csv" else df.to_parquet(path, index=False)
-    ds = streamed(path=path, target="y", weight="w", negative_weights="abs", split={"val": 0.25})
+    if fmt == "csv":
+        df.to_csv(tmp_path / "t.csv", index=False)
+        source = {"path": str(tmp_path / "t.csv")}
+    else:  # parquet in row groups of 128 rows, HDF5 fields, ROOT branches
+        source = write(df, tmp_path, fmt)
+    path = source["path"]
+    if fmt in ("h5", "root"):  # numeric labels there
+        df = df.assign(y=df["y"].map({"b": 0, "s": 1, "t": 2}))
+    ds = streamed(**source, target="y", weight="w", negative_weights="abs", split={"val": 0.25})
     w_abs = df["w"].abs().to_numpy()
+    r = ds.feature_names.index("rowid")  # (an HDF5 group lists its fields by name)
     train = ds.splits["train"].batches(64)
     ids, ws, ys = [], [], []
     for xb, yb, wb in train:
-        ids.append(xb[:, 0].numpy().astype(int))
+        ids.append(xb[:, r].numpy().astype(int))
         ws.append(wb.numpy())
         ys.append(yb.numpy())
     ids, ws, ys = np.concatenate(ids), np.concatenate(ws), np.concatenate(ys)
@@ -276,15 +283,17 @@ def test_streamed_rows_carry_their_event_weights(tmp_path, fmt):
     # train.class_weight's factors ride on a view of the train split; the split itself is unchanged.
     weighed = ds.splits["train"].weighed(np.array([1.0, 2.0, 3.0]))
     (xb, yb, wb), = list(weighed.batches(1000))
-    np.testing.assert_allclose(wb.numpy(), w_abs[xb[:, 0].numpy().astype(int)] * np.array([1, 2, 3])[yb.numpy()],
+    np.testing.assert_allclose(wb.numpy(), w_abs[xb[:, r].numpy().astype(int)] * np.array([1, 2, 3])[yb.numpy()],
                                rtol=1e-7)
     assert ds.splits["train"].class_factors is None
     x, y, w = ds.splits["val"].head(50)  # the first val rows in file order, with their weights
-    assert len(x) == 50 and np.all(np.diff(x[:, 0]) > 0) and np.allclose(w, w_abs[x[:, 0].astype(int)])
+    assert len(x) == 50 and np.all(np.diff(x[:, r]) > 0) and np.allclose(w, w_abs[x[:, r].astype(int)])
     # In memory, the same rows' weights sum to the same class totals.
-    memory = load_dataset(DataConfig(path=path, target="y", weight="w", negative_weights="abs", stream=False,
+    memory = load_dataset(DataConfig(**source, target="y", weight="w", negative_weights="abs", stream=False,
                                      split={"val": 0.25}), task="multiclass", seed=0)
     assert memory.notes == ds.notes[1:]
+    if fmt != "csv":
+        return
     bad = df.assign(w=lambda d: d["w"].where(d.index != 407))
     bad.to_csv(tmp_path / "nan.csv", index=False)
     with pytest.raises(SpecError, match="weight column 'w' is NaN or infinite in 1 row\\(s\\): 408") as info:

@@ -236,7 +236,8 @@ def test_predict_split_at_80_columns_shows_the_probability_of_the_class_not_the_
     narrow, text = console(80)
     render.predictions(narrow, result, None)
     out = text.getvalue()
-    assert widest(out) <= 80
+    assert widest(out) <= 80 and "…" not in out  # columns left out (and counted), never numbers cut short
+    assert "more column" in out
     first = next(line for line in out.splitlines() if "123456789012345" in line).split("│")
     assert first[1].strip() == "1"  # not 1.0000
     header = next(line for line in out.splitlines() if "probability" in line).split("┃")

@@ -95,18 +95,24 @@ def predictions(out: Console, result, output: Path | None) -> None:
         return
     ids = [c for c in result.table.columns if c not in result.outputs]
     head = result.table.head(PREDICT_SHOW_ROWS)
-    table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + result.outputs)
+    shown = ids[:PREDICT_SHOW_IDS]
+    table = _frame_table(head, shown + result.outputs)
     probs = [c for c in result.outputs if c.startswith("prob_")]  # (predict --split adds `true` and `weight`)
+    outputs = result.outputs
     narrowed = not fits(out, table) and PREDICTED in result.outputs
     if narrowed:  # the probability of the class shown: the largest of the row's
         head = head.assign(probability=head[probs].max(axis=1))
-        table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"] +
-                             [c for c in ("true",) if c in result.outputs])
+        outputs = [PREDICTED, "probability"] + [c for c in ("true",) if c in result.outputs]
+        table = _frame_table(head, shown + outputs)
         if not fits(out, table):  # the true class is in the file's own target column too
-            table = _frame_table(head, ids[:PREDICT_SHOW_IDS] + [PREDICTED, "probability"])
+            outputs = [PREDICTED, "probability"]
+            table = _frame_table(head, shown + outputs)
+    while not fits(out, table) and len(shown) > 1:  # rather than numbers cut short (an event ID as 1234567…)
+        shown = shown[:-1]
+        table = _frame_table(head, shown + outputs)
     out.print(table)
     more = [f"{n - PREDICT_SHOW_ROWS} more rows"] if n > PREDICT_SHOW_ROWS else []
-    hidden = len(ids) - PREDICT_SHOW_IDS
+    hidden = len(ids) - len(shown)
     more += [f"{hidden} more column{'s' if hidden > 1 else ''}"] if hidden > 0 else []
     more += [f"{len(probs)} class probabilities a row"] if narrowed else []
     if more:

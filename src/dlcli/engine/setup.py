@@ -104,15 +104,14 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
     copy of `dataset`: a tuning worker's cached data set (datacache.py) keeps its own weights for the next
     trial. A streamed train split gets a view that weighs its rows as it serves them. data.class_names must
     name the classes. ConfigErrors at the key."""
-    from .distributed import shard  # here: distributed -> callbacks -> state imports this module
-
     streamed = not in_memory(dataset.splits["train"])
     weighted = cfg.data.weight is not None or cfg.train.class_weight is not None
     key = "data.weight" if cfg.data.weight else "train.class_weight"
     if streamed and weighted and not hasattr(dataset.splits["train"], "weighed"):
         raise cfg.error(key, "event and class weights are for tables (in memory or streamed); this data is "
                         "images read from disk; remove the key")
-    if streamed and weighted and shard() is not None:
+    # torch's process group, not distributed.shard(): distributed -> callbacks -> state imports this module
+    if streamed and weighted and torch.distributed.is_available() and torch.distributed.is_initialized():
         raise cfg.error(key, "event and class weights are not supported under data-parallel training of a "
                         "streamed table yet (the ranks' weighted losses are not combined); train in one process")
     if cfg.data.class_names is not None:
