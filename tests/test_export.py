@@ -275,6 +275,7 @@ def test_export_errors_through_the_cli_are_one_line_exit_2_and_leave_nothing(tab
     # A read-only export folder: writing there fails as it does without write permission (tests run as root).
     readonly = copy("readonly")
     (readonly / "export").mkdir()
+    (readonly / "export" / "model.onnx").write_bytes(b"an earlier export")  # stays as it was
     real = files.tempfile.mkstemp
 
     def mkstemp(*args, dir=None, **kwargs):
@@ -284,7 +285,7 @@ def test_export_errors_through_the_cli_are_one_line_exit_2_and_leave_nothing(tab
 
     monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     assert "cannot be written (permission denied)" in cli(readonly).lower()
-    assert list((readonly / "export").iterdir()) == []
+    assert [(f.name, f.read_bytes()) for f in (readonly / "export").iterdir()] == [("model.onnx", b"an earlier export")]
 
     # A mismatch: the exported graph made to differ from the network dlcli predicts with.
     mismatch = copy("mismatch")

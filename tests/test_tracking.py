@@ -61,31 +61,38 @@ def test_network_predict_is_eval_mode_without_autograd():
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_mlflow_records_params_metrics_files_and_studies_and_survives_a_failing_store(tmp_path, capsys):
+def test_mlflow_records_params_metrics_files_and_studies_and_survives_a_failing_store(tmp_path, capsys,
+                                                                                     monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+    from typer.testing import CliRunner
 
+    from dlcli.cli.app import app
     from dlcli.engine.tracking import child_run, config_params, start_parent_run
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # `dlcli train CFG --track mlflow`, as a user types it: the default store, runs/mlflow.db of the current folder.
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     root = tmp_path / "runs"
     cfg = write_config(tmp_path, layers=12)  # enough layers for more params than one MLflow batch takes
-    result = dlcli.train(cfg, [f'tracking=[{{type: mlflow, uri: "{uri}", experiment: exp}}]'], runs_root=root,
-                         progress=False)
-    dlcli.evaluate(result.run_dir)
-    dlcli.export(result.run_dir, format="torch")  # the quicker format: ONNX's export is tested in test_export.py
+    trained = CliRunner().invoke(app, ["train", str(cfg), "--track", "mlflow", "--no-progress"])
+    assert trained.exit_code == 0 and "warning" not in trained.output, trained.output
+    result = dlcli.load_run(root / "tracked")
+    assert (root / "mlflow.db").is_file() and (root / "mlruns").is_dir()  # the run's files beside the database
+    dlcli.evaluate(result.path)
+    dlcli.export(result.path, format="torch")  # the quicker format: ONNX's export is tested in test_export.py
 
     mlflow.set_tracking_uri(uri)
-    found = mlflow.search_runs(experiment_names=["exp"], output_format="list")
+    found = mlflow.search_runs(experiment_names=["tracked"], output_format="list")  # experiment: the config's name
     assert len(found) == 1
     run = found[0]
-    assert run.info.status == "FINISHED" and run.info.run_name == f"tracked/{result.run_dir.name}"
+    assert run.info.status == "FINISHED" and run.info.run_name == f"tracked/{result.path.name}"
     params = run.data.params
     assert len(params) > MAX_PARAMS_TAGS_PER_BATCH  # sent in more than one batch
     assert params["optimizer.lr"] == "0.01" and params["model.layers.11.units"] == "4"
     assert params["train.epochs"] == "3" and params["data.dataset"] == "breast_cancer"
     client = mlflow.tracking.MlflowClient(uri)
-    rows = dlcli.load_run(result.run_dir).history
+    rows = result.history
     history = client.get_metric_history(run.info.run_id, "val_loss")
     assert [(m.step, m.value) for m in history] == [(r["epoch"], pytest.approx(r["val_loss"])) for r in rows]
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_auc")] == [1, 2, 3]
@@ -118,7 +125,7 @@ def test_mlflow_records_params_metrics_files_and_studies_and_survives_a_failing_
 
     # The store fails in the middle of a run (its file damaged after epoch 2): one warning, training goes on.
     broken = tmp_path / "broken.db"
-    shutil.copy(tmp_path / "mlflow.db", broken)  # already set up: no migrations to wait for
+    shutil.copy(root / "mlflow.db", broken)  # already set up: no migrations to wait for
 
     def damage(training, row):
         if row["epoch"] == 2:

@@ -127,13 +127,14 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
         metadata = describe(run, network, format, folded, chosen, epoch)
         metadata["external_data"] = data_path.name if data_path else None
         data, difference = export_module(module, feed, expected, format, metadata, data_path=data_path)
-        try:
-            runs.write_atomic(path, data)
+        written = [data_path] if data_path is not None else []
+        try:  # a model file without its weights or its description is not an export: none is left
+            runs.write_atomic(path, data)  # whole or not at all: a failure leaves an earlier export's file as it was
+            written.append(path)
             runs.write_json(metadata_path, metadata)
         except BaseException:
-            for written in (path, data_path):  # a model file without its weights or description is not an export
-                if written is not None:
-                    written.unlink(missing_ok=True)
+            for file in written:
+                file.unlink(missing_ok=True)
             raise
     except BaseException:
         if made_folder is not None and made_folder.is_dir() and not any(made_folder.iterdir()):
