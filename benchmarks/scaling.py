@@ -37,7 +37,9 @@ thing that differs between rows; streamed runs add one DataLoader worker (`worke
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv as csvmod
+import fcntl
 import json
 import os
 import platform
@@ -82,11 +84,11 @@ CHILD = textwrap.dedent("""
         command.evaluate_split = timed("inference", command.evaluate_split)
     marks = []
     if "{command}" == "train":  # the loop reads the clock at an epoch's start and end: note the CPU time too
-        import types
+        import resource, types
         import dlcli.engine.loop as loop
 
         def clock():
-            marks.append(time.process_time())
+            marks.append((time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
             return time.perf_counter()
 
         loop.time = types.SimpleNamespace(perf_counter=clock)
@@ -98,7 +100,8 @@ CHILD = textwrap.dedent("""
             raise
     finally:
         if marks:
-            print("CPU", *(f"{{end - start:.6f}}" for start, end in zip(marks[::2], marks[1::2])), flush=True)
+            print("CPU", *(f"{{end[0] - start[0]:.6f}}" for start, end in zip(marks[::2], marks[1::2])), flush=True)
+            print("FAULTS", *(end[1] - start[1] for start, end in zip(marks[::2], marks[1::2])), flush=True)
 """)
 
 
@@ -222,14 +225,16 @@ def run_child(command: str, argv: list[str], timeout: float) -> dict:
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"dlcli {command} {' '.join(argv)} failed ({proc.returncode}):\n{out}\n{err}")
-    timed, cpu = {}, []
+    timed, cpu, faults = {}, [], []
     for line in out.splitlines():
         if line.startswith("TIMED "):
             _, name, seconds, since_start = line.split()
             timed[name] = (float(seconds), float(since_start))
         elif line.startswith("CPU "):
             cpu = [float(s) for s in line.split()[1:]]
-    return {"wall": wall, "timed": timed, "cpu_epochs": cpu, "peak_anon_mib": peak[0] / 1024}
+        elif line.startswith("FAULTS "):
+            faults = [int(s) for s in line.split()[1:]]
+    return {"wall": wall, "timed": timed, "cpu_epochs": cpu, "faults": faults, "peak_anon_mib": peak[0] / 1024}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +268,7 @@ def measure(folder: Path, fmt: str, rows: int, args) -> dict:
     cpu_epoch = statistics.median(cpu[1:] or cpu) if cpu else float("nan")
     result = {
         "format": fmt, "rows": rows, "train_rows": train_rows, "epochs": epoch_seconds, "epoch_s": epoch,
-        "samples_s": train_rows / epoch, "cpu_epochs": cpu, "cpu_epoch_s": cpu_epoch,
+        "samples_s": train_rows / epoch, "cpu_epochs": cpu, "cpu_epoch_s": cpu_epoch, "faults": train["faults"],
         "cpu_samples_s": train_rows / cpu_epoch, "setup_s": train["timed"]["prepare"][0],
         "start_s": train["timed"]["prepare"][1], "train_peak_mib": train["peak_anon_mib"],
         "eval_s": None, "eval_setup_s": None, "inference_s": None, "eval_peak_mib": None,
@@ -326,6 +331,20 @@ def ratios(results: list[dict]) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def locked(path: Path | None):
+    """An exclusive flock on `path` (None: no lock) while the block runs."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="10000,100000,1000000,10000000", help="comma-separated sizes")
@@ -341,6 +360,8 @@ def main(argv=None) -> int:
                         help="rounds of every size and format, one after the other; ratios per round and their median")
     parser.add_argument("--no-evaluate", dest="evaluate", action="store_false", help="skip `dlcli evaluate`")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--lock", type=Path, help="a file to flock around each run (a machine shared with others' "
+                        "work: it is free between runs)")
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.rows.split(",")]
     formats = args.formats.split(",")
@@ -354,16 +375,21 @@ def main(argv=None) -> int:
     print(f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch "
           f"{torch.__version__}, Python {platform.python_version()}; load {os.getloadavg()[0]:.2f}; "
           f"batch {args.batch_size}, threads {args.threads}", flush=True)
+    print("a machine shared with other work" + (f": each run holds {args.lock}, the others run between them"
+                                                if args.lock else "?") + "; the CPU columns take its share out",
+          flush=True)
     results = []
     try:
         for round_ in range(args.repeats):
             for rows in sizes:
                 for fmt in formats:
-                    r = {"round": round_, **measure(folder, fmt, rows, args)}
+                    with locked(args.lock):
+                        r = {"round": round_, "load": os.getloadavg()[0], **measure(folder, fmt, rows, args)}
                     results.append(r)
                     evaluated = f"; evaluate {r['eval_s']:.1f} s" if r["eval_s"] is not None else ""
                     print(f"  {rows:>10,} {fmt:14} epochs {', '.join(f'{s:.2f}' for s in r['epochs'])} s "
-                          f"(CPU {', '.join(f'{s:.2f}' for s in r['cpu_epochs'])}); setup {r['setup_s']:.2f} s"
+                          f"(CPU {', '.join(f'{s:.2f}' for s in r['cpu_epochs'])}; minor faults "
+                          f"{', '.join(str(f) for f in r['faults'])}); setup {r['setup_s']:.2f} s"
                           f"{evaluated}; peak {r['train_peak_mib']:,.0f} MiB; load {os.getloadavg()[0]:.2f}",
                           flush=True)
                     if args.json:
