@@ -93,9 +93,11 @@ class Loss(nn.Module):
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight)
 
-    def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
-        """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w) (a custom loss, which
-        returns its own scalar, is not weighted)."""
+    def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None,
+                denominator: Tensor | None = None) -> Tensor:
+        """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w), or sum(w l) / denominator
+        when given (data-parallel training: the global batch's sum(w) over the world size). A custom loss,
+        which returns its own scalar, is not weighted."""
         if weight is None and self.mean is not None and self.class_weight is None:  # fused: one call
             return self.mean(raw if self.fused else self.activation(raw), target)
         loss = self.terms(self.activation(raw), target)
@@ -105,7 +107,7 @@ class Loss(nn.Module):
             return loss.mean()
         per_event = loss.reshape(len(weight), -1).mean(dim=1)
         weight = weight.to(per_event.dtype)
-        return (per_event * weight).sum() / weight.sum()
+        return (per_event * weight).sum() / (weight.sum() if denominator is None else denominator)
 
     def extra_repr(self) -> str:
         return self.name
