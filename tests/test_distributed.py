@@ -25,8 +25,8 @@ import torch
 from sklearn.metrics import accuracy_score, log_loss
 
 from dlcli import evaluate, train
-from dlcli.engine.distributed import first_host, from_env
 from dlcli.commands.reports import read_run
+from dlcli.engine.distributed import first_host, from_env
 from dlcli.runs import read_metrics
 from dlcli.runs.run import Run
 
