@@ -230,3 +230,40 @@ def test_the_launchers_environment():
     # a batch script of an 8-task job that runs dlcli without srun is one process
     assert from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) is None
     assert first_host("gpu[03-04,07],cpu1") == "gpu03" and first_host("node7") == "node7"
+
+
+def test_each_rank_reads_its_own_chunks_files_and_validation_rows(tmp_path):
+    """Sharding without processes: the ranks' shares of a streamed table's chunks (train and val) and of an
+    image folder's files (a map-style Dataset) are disjoint, cover the split, and give equal step counts."""
+    import pandas as pd
+    from torch.utils.data import TensorDataset
+
+    from dlcli.config import DataConfig
+    from dlcli.data import stream
+    from dlcli.engine.batches import Batches
+
+    rng = np.random.default_rng(0)
+    n = 1030
+    pd.DataFrame({"rowid": np.arange(n), "a": rng.normal(size=n), "y": rng.integers(0, 2, n)}).to_csv(
+        tmp_path / "t.csv", index=False)
+    splits = stream.load_streamed(DataConfig(path=str(tmp_path / "t.csv"), target="y", stream=True,
+                                             split={"val": 0.2}), task="binary", seed=1, chunk_rows=100).splits
+    train_split, val = splits["train"], splits["val"]
+    assert train_split.chunks() == 11
+    works = [train_split.sharded(r, 2).work(epoch=3) for r in (0, 1)]
+    assert not set(works[0]) & set(works[1]) and sorted(works[0] + works[1]) == sorted(train_split.work(3))
+    assert abs(len(works[0]) - len(works[1])) <= 1
+    # validation: the ranks' parts, in rank order, are the split's rows, each once
+    def rows(split):
+        return np.concatenate([x[:, 0].numpy() for x, _ in split.batches(64)])
+    parts = [rows(val.sharded(r, 2)) for r in (0, 1)]
+    assert len(parts[0]) + len(parts[1]) == len(val)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.sort(rows(val)))
+    # files (a map-style Dataset): each rank loads its own part of every global batch of one permutation
+    files = TensorDataset(torch.arange(23, dtype=torch.float32).reshape(-1, 1), torch.zeros(23, dtype=torch.long))
+    epochs = [list(Batches(files, "binary", torch.device("cpu"), 6, shuffle=True, seed=4, workers=0,
+                           shard=(r, 2)).epoch(1)) for r in (0, 1)]
+    assert len(epochs[0]) == len(epochs[1]) == 4  # 23 rows: three batches of 6, a last one of 5 split 3 + 2
+    seen = [int(v) for xb0, xb1 in zip(*[[xb for xb, _ in e] for e in epochs]) for v in torch.cat([xb0, xb1])]
+    assert sorted(seen) == list(range(23))
+    assert [len(xb) for xb, _ in epochs[0]] == [3, 3, 3, 3] and [len(xb) for xb, _ in epochs[1]] == [3, 3, 3, 2]

@@ -184,7 +184,7 @@ class Batches:
                 # each rank reads its own chunks, in batches of its part of the global batch
                 dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1])
             elif self.shard is not None and not iterable:  # each rank reads its part of every global batch
-                sharded = {"batch_sampler": _ShardSampler(self), "batch_size": None}
+                sharded = {"batch_sampler": _ShardSampler(self)}
             self.loader = DataLoader(
                 dataset, **(sharded or {"batch_size": None if whole else self.batch_size,
                                         "shuffle": self.shuffle and not iterable}),
