@@ -4,8 +4,9 @@ One launched run proves several things at once: its weights equal a 1-process ru
 global batch (SGD, no dropout, one seeded permutation), its validation over 7 rows equals a hand
 computation with scikit-learn from the checkpoint (every row once, no padding duplicates), it wrote
 one run directory with a metrics.csv row per epoch, and a single-process `evaluate` reads its
-checkpoint. Two more runs are stopped: a rank SIGKILLed (the run fails, nothing hangs) and SIGTERM
-(interrupted, then resumed on one process).
+checkpoint. A weighted run (event and class weights) matches 1 process the same way. Two more runs are
+stopped: rank 0 SIGKILLed (rank 1 marks the run failed, nothing hangs) and SIGTERM (interrupted, then
+resumed on one process). Sharding of streamed chunks and image files is checked without processes.
 """
 
 from __future__ import annotations
