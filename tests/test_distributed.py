@@ -4,8 +4,9 @@ One launched run proves several things at once: its weights equal a 1-process ru
 global batch (SGD, no dropout, one seeded permutation), its validation over 7 rows equals a hand
 computation with scikit-learn from the checkpoint (every row once, no padding duplicates), it wrote
 one run directory with a metrics.csv row per epoch, and a single-process `evaluate` reads its
-checkpoint. Two more runs are stopped: a rank SIGKILLed (the run fails, nothing hangs) and SIGTERM
-(interrupted, then resumed on one process).
+checkpoint. A weighted run (event and class weights) matches 1 process the same way. Two more runs are
+stopped: rank 0 SIGKILLed (rank 1 marks the run failed, nothing hangs) and SIGTERM (interrupted, then
+resumed on one process). Sharding of streamed chunks and image files is checked without processes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from sklearn.metrics import accuracy_score, log_loss
 
 from dlcli import evaluate, train
+from dlcli.commands.reports import read_run
 from dlcli.engine.distributed import first_host, from_env
 from dlcli.runs import read_metrics
 from dlcli.runs.run import Run
@@ -53,7 +55,8 @@ def write_data(folder: Path, train_rows: int = 61) -> None:
     for name, n in (("train", train_rows), ("val", 7)):
         x = rng.standard_normal((n, 5)).astype(np.float32)
         y = (x[:, 0] + 0.5 * x[:, 1] + 0.3 * rng.standard_normal(n) > 0).astype(np.int64)
-        np.savez(folder / f"{name}.npz", x=x, y=y)
+        w = rng.uniform(0.05, 3.0, n).astype(np.float32)  # event weights, for the weighted run
+        np.savez(folder / f"{name}.npz", x=x, y=y, w=w)
 
 
 def launch(folder: Path, *args, **popen) -> subprocess.Popen:
@@ -116,6 +119,39 @@ def test_two_ranks_train_as_one_and_validate_every_row_once(ddp):
     assert not list(run.rglob("*.tmp")) and not (run / "run.lock").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_weighted_training_on_two_ranks_is_one_global_weighted_mean(tmp_path):
+    """Event weights and class weights: each rank's loss is its part's sum(w l) over the global batch's
+    sum(w) / 2, so the gradient DDP averages is the global batch's weighted mean's, as on one process."""
+    write_data(tmp_path)
+    text = CONFIG.format(epochs=2).replace("features: [x]", "features: [x], weight: w")
+    (tmp_path / "cfg.yaml").write_text(text.replace("threads: 1", "threads: 1, class_weight: {0: 1.0, 1: 2.5}"))
+    proc = launch(tmp_path, "--run-dir", "two")
+    out, err = proc.communicate(timeout=55)
+    assert proc.returncode == 0, out + err
+    one = train(tmp_path / "cfg.yaml", run_dir=tmp_path / "one", progress=False)
+    two_w, one_w = weights(tmp_path / "two"), weights(Path(one.run_dir))
+    for key in one_w:
+        assert torch.allclose(two_w[key], one_w[key], rtol=1e-5, atol=1e-7), key
+    rows = read_metrics(tmp_path / "two" / "metrics.csv")
+    for r, s in zip(rows, one.history, strict=True):
+        assert r["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
+        assert r["train_accuracy"] == pytest.approx(s["train_accuracy"], rel=1e-6)
+        assert r["val_loss"] == pytest.approx(s["val_loss"], rel=1e-5)
+        assert r["val_accuracy"] == pytest.approx(s["val_accuracy"], rel=1e-6)
+    # The weighted validation (7 rows: 4 + 3 over the ranks) against scikit-learn with sample_weight.
+    model, _, _ = Run.open(tmp_path / "two").network("last")
+    val = np.load(tmp_path / "val.npz")
+    with torch.no_grad():
+        p = model.predict(torch.from_numpy(val["x"])).numpy().ravel()
+    assert rows[-1]["val_loss"] == pytest.approx(log_loss(val["y"], p, sample_weight=val["w"], labels=[0, 1]),
+                                                 rel=1e-5)
+    assert rows[-1]["val_accuracy"] == pytest.approx(accuracy_score(val["y"], p > 0.5, sample_weight=val["w"]))
+    # and the weights matter: the unweighted accuracy of these predictions is another number
+    assert accuracy_score(val["y"], p > 0.5) != pytest.approx(rows[-1]["val_accuracy"])
+
+
 def wait_for_epochs(run: Path, proc: subprocess.Popen, n: int, timeout: float = 40) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
@@ -125,25 +161,37 @@ def wait_for_epochs(run: Path, proc: subprocess.Popen, n: int, timeout: float = 
     raise AssertionError(f"no {n} epochs in time: {proc.poll()}")
 
 
+# Rank 0 by default: the rank that writes run.json dies, and rank 1 must mark the run failed. Rank 1's
+# death (rank 0 writes) costs another 10 s: DLCLI_DDP_KILL_RANKS=0,1 runs both.
+KILL_RANKS = [int(r) for r in os.environ.get("DLCLI_DDP_KILL_RANKS", "0").split(",")]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-def test_a_killed_rank_fails_the_run_without_hanging(tmp_path):
+@pytest.mark.parametrize("victim", KILL_RANKS)
+def test_a_killed_rank_fails_the_run_without_hanging(tmp_path, victim):
     write_data(tmp_path, train_rows=400)
     (tmp_path / "cfg.yaml").write_text(CONFIG.format(epochs=2000))
     proc = launch(tmp_path, "--run-dir", "run")
     run = tmp_path / "run"
     wait_for_epochs(run, proc, 1)
-    pid = int(re.search(r"\(pid (\d+)\)", (run / "logs" / "rank1.log").read_text()).group(1))
+    pid = (json.loads((run / "run.json").read_text())["pid"] if victim == 0 else
+           int(re.search(r"\(pid (\d+)\)", (run / "logs" / "rank1.log").read_text()).group(1)))
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     out, err = proc.communicate(timeout=40)
     assert time.monotonic() - killed < 25  # within distributed.timeout (20 s), rather than never
     assert proc.returncode == 1, out + err
     assert "Traceback" not in out + err
-    assert f"rank 1 (pid {pid}) of 2 died" in err
+    # the launcher names the killed rank and its signal; the survivor says why it stopped
+    said = err if victim == 1 else err + (run / "logs" / "rank1.log").read_text()
+    assert f"rank {victim} (pid {pid}) of 2 died" in said
+    if victim == 0:
+        assert "rank 0 of 2 was killed by SIGKILL" in err
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "failed" and f"rank 1 (pid {pid})" in info["message"]
+    assert info["status"] == "failed" and f"rank {victim} (pid {pid})" in info["message"]
     assert not (run / "run.lock").exists()
+    assert read_run(run).status == "failed"  # as `dlcli runs` lists it (a run left `running` shows as killed)
 
 
 @pytest.mark.slow
@@ -183,3 +231,40 @@ def test_the_launchers_environment():
     # a batch script of an 8-task job that runs dlcli without srun is one process
     assert from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}) is None
     assert first_host("gpu[03-04,07],cpu1") == "gpu03" and first_host("node7") == "node7"
+
+
+def test_each_rank_reads_its_own_chunks_files_and_validation_rows(tmp_path):
+    """Sharding without processes: the ranks' shares of a streamed table's chunks (train and val) and of an
+    image folder's files (a map-style Dataset) are disjoint, cover the split, and give equal step counts."""
+    import pandas as pd
+    from torch.utils.data import TensorDataset
+
+    from dlcli.config import DataConfig
+    from dlcli.data import stream
+    from dlcli.engine.batches import Batches
+
+    rng = np.random.default_rng(0)
+    n = 1030
+    pd.DataFrame({"rowid": np.arange(n), "a": rng.normal(size=n), "y": rng.integers(0, 2, n)}).to_csv(
+        tmp_path / "t.csv", index=False)
+    splits = stream.load_streamed(DataConfig(path=str(tmp_path / "t.csv"), target="y", stream=True,
+                                             split={"val": 0.2}), task="binary", seed=1, chunk_rows=100).splits
+    train_split, val = splits["train"], splits["val"]
+    assert train_split.chunks() == 11
+    works = [train_split.sharded(r, 2).work(epoch=3) for r in (0, 1)]
+    assert not set(works[0]) & set(works[1]) and sorted(works[0] + works[1]) == sorted(train_split.work(3))
+    assert abs(len(works[0]) - len(works[1])) <= 1
+    # validation: the ranks' parts, in rank order, are the split's rows, each once
+    def rows(split):
+        return np.concatenate([x[:, 0].numpy() for x, _ in split.batches(64)])
+    parts = [rows(val.sharded(r, 2)) for r in (0, 1)]
+    assert len(parts[0]) + len(parts[1]) == len(val)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.sort(rows(val)))
+    # files (a map-style Dataset): each rank loads its own part of every global batch of one permutation
+    files = TensorDataset(torch.arange(23, dtype=torch.float32).reshape(-1, 1), torch.zeros(23, dtype=torch.long))
+    epochs = [list(Batches(files, "binary", torch.device("cpu"), 6, shuffle=True, seed=4, workers=0,
+                           shard=(r, 2)).epoch(1)) for r in (0, 1)]
+    assert len(epochs[0]) == len(epochs[1]) == 4  # 23 rows: three batches of 6, a last one of 5 split 3 + 2
+    seen = [int(v) for xb0, xb1 in zip(*[[xb for xb, _ in e] for e in epochs]) for v in torch.cat([xb0, xb1])]
+    assert sorted(seen) == list(range(23))
+    assert [len(xb) for xb, _ in epochs[0]] == [3, 3, 3, 3] and [len(xb) for xb, _ in epochs[1]] == [3, 3, 3, 2]

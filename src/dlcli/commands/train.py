@@ -219,15 +219,32 @@ def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | Non
                     changes=changed)
     except BaseException as exc:
         lost = distributed.failure(exc)
+        distributed.hold_signals()  # the launcher stops every rank once one has died: let run.json be written
         if stopped and lost is None:
             raise Stopped(stopped[0], folder) from None
         if lost:
+            _fail_for_rank_zero(folder, lost)
             raise TrainingFailed(lost) from None
         raise
     distributed.leave()
     return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitored(setup),
                        state.stopped_early, dict(state.history[-1]) if state.history else {},
                        [dict(row) for row in state.history])
+
+
+def _fail_for_rank_zero(folder: Path, message: str) -> None:
+    """A rank that stopped because another died marks the run failed where rank 0 no longer can: rank 0's
+    run lock is free (it died, or it is done and has written run.json) and run.json still says running.
+    While rank 0 lives it holds the lock and writes run.json itself; of several survivors, the first wins."""
+    try:
+        with RunLock(folder):
+            info = runs.read_json(folder / runs.RUN_INFO)
+            if info.get("status") != "running":
+                return
+            info.update(status="failed", ended=runs.now(), message=message, marked_by=f"rank {distributed.rank()}")
+            runs.write_json(folder / runs.RUN_INFO, info)
+    except RunError:  # rank 0 is alive (it holds the lock), or run.json was never written: nothing to mark
+        pass
 
 
 def with_tracking(cfg: Config, track: list[str] | tuple[str, ...]) -> Config:

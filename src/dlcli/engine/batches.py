@@ -70,6 +70,7 @@ class Batches:
         # Data-parallel training: (rank, world size); each batch is this rank's part of a global batch.
         self.shard = shard
         self._global_rows: int | None = None  # a streamed table's global batch being cut among the ranks
+        self._global_weight: torch.Tensor | None = None  # the event weights' sum of the global batch being taken
         self.memory_format = memory_format
         if in_memory(split):
             x, y = split
@@ -118,6 +119,14 @@ class Batches:
             return rows * world / (self._global_rows or self.batch_size)
         return rows * world / min(self.batch_size, self.n - b * self.batch_size)
 
+    def denominator(self, weights: torch.Tensor | None) -> torch.Tensor | None:
+        """Data-parallel training with event weights: the divisor of this rank's weighted loss sum, the global
+        batch's sum(w) over the world size, so that DDP's mean of the gradients is the gradient of the global
+        batch's sum(w l) / sum(w). None on one process or without weights (the loss divides by its own sum)."""
+        if self.shard is None or weights is None:
+            return None
+        return self._global_weight / self.shard[1]
+
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         if not self.streamed:
             return ((xb, yb) for xb, yb, _ in self._slices())
@@ -142,7 +151,7 @@ class Batches:
         if self.shard is not None:  # every rank draws the same permutation and takes its part of each batch
             order = (torch.randperm(self.n, device=self.holder, generator=self.generator) if self.shuffle
                      else torch.arange(self.n, device=self.holder))
-            pieces = (t.rows(idx) for idx in _parts(order, self.batch_size, *self.shard))
+            pieces = self._shard_pieces(order)
         elif self.shuffle:  # the permutation is cut into batches in one call, not sliced per step
             order = torch.randperm(self.n, device=self.holder, generator=self.generator)
             pieces = (t.rows(idx) for idx in order.split(self.batch_size))
@@ -161,6 +170,15 @@ class Batches:
                 xb = xb.contiguous(memory_format=self.memory_format)
             yield xb, yb, wb
 
+    def _shard_pieces(self, order: torch.Tensor):
+        """This rank's part of each global batch of `order` (as `_parts`), noting the global batch's weight sum,
+        the same on every rank: each holds all the split's weights."""
+        t = self.tensors
+        for idx, part in _parts(order, self.batch_size, *self.shard, whole=True):
+            if t.w is not None:
+                self._global_weight = t.w[idx].sum()
+            yield t.rows(part)
+
     def _loaded(self):
         from torch.utils.data import DataLoader, IterableDataset
 
@@ -174,7 +192,7 @@ class Batches:
                 # each rank reads its own chunks, in batches of its part of the global batch
                 dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1])
             elif self.shard is not None and not iterable:  # each rank reads its part of every global batch
-                sharded = {"batch_sampler": _ShardSampler(self), "batch_size": None}
+                sharded = {"batch_sampler": _ShardSampler(self)}
             self.loader = DataLoader(
                 dataset, **(sharded or {"batch_size": None if whole else self.batch_size,
                                         "shuffle": self.shuffle and not iterable}),
@@ -211,13 +229,14 @@ class Batches:
             yield tuple(t.tensor_split(world)[rank] for t in batch)
 
 
-def _parts(order: torch.Tensor, batch_size: int, rank: int, world: int):
-    """Rank `rank`'s part of each global batch of `order`; a last batch with fewer rows than ranks is left out
-    (every rank must take the same number of steps)."""
+def _parts(order: torch.Tensor, batch_size: int, rank: int, world: int, *, whole: bool = False):
+    """Rank `rank`'s part of each global batch of `order` (with `whole`: the global batch and the part); a last
+    batch with fewer rows than ranks is left out (every rank must take the same number of steps)."""
     for idx in order.split(batch_size):
         if len(idx) < world:
             break
-        yield idx.tensor_split(world)[rank]
+        part = idx.tensor_split(world)[rank]
+        yield (idx, part) if whole else part
 
 
 class _ShardSampler:

@@ -243,21 +243,29 @@ def part(split):
     return Subset(split, range(lo, hi))
 
 
+def part_weights(weights: np.ndarray | None) -> np.ndarray | None:
+    """The event weights of this rank's part (`part`) of an in-memory split."""
+    if _group is None or weights is None:
+        return weights
+    lo, hi = _bounds(len(weights), _group.rank, _group.size)
+    return weights[lo:hi]
+
+
 def _bounds(n: int, r: int, size: int) -> tuple[int, int]:
     edges = np.linspace(0, n, size + 1).round().astype(int)
     return int(edges[r]), int(edges[r + 1])
 
 
-def sum_loss(total: torch.Tensor, rows: int) -> tuple[torch.Tensor, int]:
-    """A loss summed over this rank's rows -> the sum and the row count over all ranks."""
+def sum_loss(total: torch.Tensor, count):
+    """A loss summed over this rank's rows, and its divisor (the row count, or the event weights' sum, a
+    tensor) -> both over all ranks, in one all-reduce."""
     if _group is None:
-        return total, rows
+        return total, count
     import torch.distributed as dist
 
-    both = torch.stack([total.detach().double(), torch.tensor(float(rows), dtype=torch.float64,
-                                                               device=total.device)])
+    both = torch.stack([total.detach().double(), torch.as_tensor(count, dtype=torch.float64, device=total.device)])
     dist.all_reduce(both)
-    return both[0], int(both[1].item())
+    return both[0], (both[1] if isinstance(count, torch.Tensor) else int(both[1].item()))
 
 
 def gather(outputs: Outputs) -> Outputs:
@@ -267,9 +275,10 @@ def gather(outputs: Outputs) -> Outputs:
     import torch.distributed as dist
 
     parts: list = [None] * _group.size
-    dist.all_gather_object(parts, (outputs.y_true, outputs.y_prob))
+    dist.all_gather_object(parts, (outputs.y_true, outputs.y_prob, outputs.weight))
     y_true = None if parts[0][0] is None else np.concatenate([p[0] for p in parts])
-    return Outputs(outputs.task, y_true, np.concatenate([p[1] for p in parts]))
+    weight = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+    return Outputs(outputs.task, y_true, np.concatenate([p[1] for p in parts]), weight)
 
 
 def evaluate(evaluate_batches, model, loss_fn, batches, *, precision: str = "fp32"):
@@ -281,11 +290,16 @@ def evaluate(evaluate_batches, model, loss_fn, batches, *, precision: str = "fp3
         return loss, outputs
     if isinstance(batches.dataset, IterableDataset) and not hasattr(batches.dataset, "sharded"):
         return loss, outputs  # every rank evaluated the whole split (`part`)
-    # evaluate_batches divides the loss's sum by batches.n; the rows evaluated are the outputs' (a streamed
-    # table's part has fewer rows than its len(), the split's)
-    total, rows = sum_loss(torch.tensor(0.0 if loss is None else loss * batches.n, dtype=torch.float64,
-                                        device=batches.device), len(outputs.y_prob))
-    return (None if loss is None else (total / max(rows, 1)).item()), gather(outputs)
+    # evaluate_batches divides the loss's sum by batches.n, or by the event weights' sum; the rows evaluated
+    # are the outputs' (a streamed table's part has fewer rows than its len(), the split's)
+    if batches.weighted:
+        count = float(batches.tensors.w.double().sum())
+        local = 0.0 if loss is None or count == 0 else loss * count  # a part whose weights sum to 0 adds 0
+        count = torch.tensor(count, dtype=torch.float64)
+    else:
+        local, count = (0.0 if loss is None else loss * batches.n), len(outputs.y_prob)
+    total, count = sum_loss(torch.tensor(local, dtype=torch.float64, device=batches.device), count)
+    return (None if loss is None else (total / (count if batches.weighted else max(count, 1))).item()), gather(outputs)
 
 
 def decided_on_rank_zero(value: bool) -> bool:

@@ -41,16 +41,12 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
     model.to(device, memory_format=fmt)
     loss_fn.to(device)
     splits = setup.data.splits
-    if distributed.shard() is not None and setup.data.weights:
-        key = "data.weight" if cfg.data.weight else "train.class_weight"
-        raise cfg.error(key, "event and class weights are not supported under data-parallel training yet "
-                        "(the ranks' weighted losses are not combined); train in one process")
     train_batches = Batches(splits["train"], task, device, tc.batch_size, shuffle=tc.shuffle, seed=cfg.seed,
                             workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("train"),
                             shard=distributed.shard())
     val_batches = (Batches(distributed.part(splits["val"]), task, device,  # data-parallel: this rank's rows
-                           inference_batch_size(model, device, tc.eval_batch_size),
-                           workers=cfg.data.workers, memory_format=fmt, weights=setup.data.weight("val"))
+                           inference_batch_size(model, device, tc.eval_batch_size), workers=cfg.data.workers,
+                           memory_format=fmt, weights=distributed.part_weights(setup.data.weight("val")))
                    if "val" in splits else None)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     monitor = monitored(setup)
@@ -87,9 +83,11 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
             for b, (xb, yb, wb) in enumerate(train_batches.weighted_epoch(epoch)):
                 with autocast(device, tc.precision):
                     out = forward(xb)
-                    loss = loss_fn(out, yb) if wb is None else loss_fn(out, yb, wb)  # sum(w l) / sum(w)
+                    # sum(w l) / sum(w); data-parallel: over the global batch (Batches.denominator)
+                    denominator = train_batches.denominator(wb)
+                    loss = loss_fn(out, yb) if wb is None else loss_fn(out, yb, wb, denominator=denominator)
                 optimizer.zero_grad(set_to_none=True)
-                scaled = loss * train_batches.share(b, len(xb)) if shared else loss  # see Batches.share
+                scaled = loss * train_batches.share(b, len(xb)) if shared and wb is None else loss  # Batches.share
                 grad_scaler.scale(scaled).backward()  # fp16 scales the loss; otherwise these calls pass through
                 if tc.clip_grad_norm or tc.clip_grad_value:
                     grad_scaler.unscale_(optimizer)
@@ -98,14 +96,13 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
                 grad_scaler.update()
                 if per_step:
                     schedule.step_batch()
-                running.add(loss, len(xb), None if wb is None else wb.sum())
+                running.add(loss, len(xb), None if wb is None else wb.sum(), denominator)
                 if tc.train_metrics:
                     gathered.add(out.detach(), yb, wb)
                 for cb in per_batch:
                     cb.on_train_batch_end(training, b)
 
-            total, rows = (distributed.sum_loss(running.total, running.rows) if shared
-                           else (running.total, running.denominator))
+            total, rows = distributed.sum_loss(running.total, running.denominator)
             row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(total, rows, epoch)}
             if tc.train_metrics:
                 train_out = distributed.gather(gathered.outputs(task, model.head))

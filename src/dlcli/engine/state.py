@@ -46,12 +46,14 @@ class RunningLoss:
     rows: int = 0
     weight: torch.Tensor | None = None  # with event weights: their sum so far (the mean's denominator)
 
-    def add(self, loss: torch.Tensor, rows: int, weight: torch.Tensor | None = None) -> None:
-        """A batch's mean loss over `rows` rows; with event weights, its weighted mean and the weights' sum."""
+    def add(self, loss: torch.Tensor, rows: int, weight: torch.Tensor | None = None,
+            denominator: torch.Tensor | None = None) -> None:
+        """A batch's mean loss over `rows` rows; with event weights, its weighted mean and the weights' sum (and
+        the divisor the loss used in place of that sum, under data-parallel training)."""
         if weight is None:
             self.total.add_(loss.detach(), alpha=rows)
         else:
-            self.total.add_(loss.detach() * weight)
+            self.total.add_(loss.detach() * (weight if denominator is None else denominator))
             self.weight = weight.detach().clone() if self.weight is None else self.weight + weight.detach()
         self.rows += rows
 

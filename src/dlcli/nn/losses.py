@@ -94,9 +94,11 @@ class Loss(nn.Module):
         weight = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight)
 
-    def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    def forward(self, raw: Tensor, target: Tensor, weight: Tensor | None = None,
+                denominator: Tensor | None = None) -> Tensor:
         """The batch's mean loss; with event weights `weight` (N,), sum(w l) / sum(w) of the per-event losses
-        l (a custom loss must return those to be weighted: one number for the batch is refused)."""
+        l, or sum(w l) / denominator when given (data-parallel training: the global batch's sum(w) over the
+        world size). A custom loss must return per-event losses to be weighted: one number is refused."""
         if weight is None and self.mean is not None and self.class_weight is None:  # fused: one call
             return self.mean(raw if self.fused else self.activation(raw), target)
         loss = self.terms(self.activation(raw), target)
@@ -111,7 +113,7 @@ class Loss(nn.Module):
                             ".mean()), or remove the weights", key="function")
         per_event = loss.reshape(len(weight), -1).mean(dim=1)
         weight = weight.to(per_event.dtype)
-        return (per_event * weight).sum() / weight.sum()
+        return (per_event * weight).sum() / (weight.sum() if denominator is None else denominator)
 
     def extra_repr(self) -> str:
         return self.name
