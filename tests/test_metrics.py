@@ -54,3 +54,11 @@ def test_binary_scores_from_one_byte_predictions_equal_scikit_learns(name):
     out = _classification("binary", 1001, 2)
     expected = getattr(skm, f"{name}_score")(out.y_true, out.y_prob.argmax(axis=1))
     assert compute([name], out)[name] == pytest.approx(expected, abs=1e-15)
+
+
+def test_auc_of_two_softmax_classes_is_the_roc_of_class_1():
+    # categorical_crossentropy over 2 softmax outputs is a multiclass task with two columns of scores;
+    # scikit-learn's one-vs-rest refuses that shape, and its binary ROC of class 1 is the right answer
+    out = _classification("multiclass", 1001, 2)
+    expected = skm.roc_auc_score(out.y_true, out.y_prob[:, 1])
+    assert compute(["auc"], out)["auc"] == pytest.approx(expected, abs=1e-12)

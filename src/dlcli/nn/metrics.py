@@ -133,7 +133,7 @@ def auc(out: Outputs) -> float:
     present = np.unique(out.y_true)
     if len(present) < 2:
         return math.nan
-    if out.task == "binary":
+    if out.task == "binary" or out.y_prob.shape[1] == 2:  # two softmax classes: the ROC of class 1, as binary
         return physics.weighted_auc(out.y_true, out.y_prob[:, 1], out.weight)
     if len(present) < out.y_prob.shape[1]:
         return math.nan  # one-vs-rest needs every class present
