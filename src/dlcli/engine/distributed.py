@@ -313,6 +313,39 @@ def decided_on_rank_zero(value: bool) -> bool:
     return bool(box[0])
 
 
+def note_stopped(folder, signum: int) -> None:
+    """A rank other than 0 stopped by a signal leaves RUN_DIR/logs/rank<r>.stopped before it exits, so that
+    rank 0, whose next collective fails once this rank is gone, knows the run was stopped, not broken."""
+    from pathlib import Path
+
+    from ..runs.files import write_atomic
+
+    if _group is None or _group.rank == 0:
+        return
+    try:
+        write_atomic(Path(folder) / LOGS / f"rank{_group.rank}.stopped", f"{signum}\n")
+    except (OSError, RunError):
+        pass  # then rank 0 reports the run failed: still resumable from its last checkpoint
+
+
+def stopped_peers(folder) -> int | None:
+    """The signal that stopped the ranks that have gone, when every one of them left a note that a signal
+    stopped it (a launcher passing SIGTERM on reaches the ranks one by one); None otherwise."""
+    from pathlib import Path
+
+    if _group is None:
+        return None
+    host, signums = socket.gethostname(), []
+    for r, (peer_host, pid) in enumerate(_group.peers):
+        if r == _group.rank or peer_host != host or _alive(pid):
+            continue
+        try:
+            signums.append(int((Path(folder) / LOGS / f"rank{r}.stopped").read_text()))
+        except (OSError, ValueError):
+            return None
+    return signums[0] if signums else None
+
+
 def lost_ranks() -> list[str]:
     """Ranks on this host whose process has gone (killed, crashed): why the others stopped."""
     if _group is None:
