@@ -30,6 +30,7 @@ from ..config import Config
 from ..config.space import ParamSpec
 from ..errors import RunError, Stopped
 from ..messages import key_path
+from ..runs.layout import CHECKPOINTS
 from ..runs.lock import RunLock, is_locked
 from .tune_checks import (  # noqa: F401
     RAN,
@@ -258,7 +259,8 @@ def recover(study, plan: Plan, say: Callable[[dict], None]) -> None:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         attrs = {"resumes": t.number, **({"resume_from": run_dir} if run_dir else {})}
         study.enqueue_trial(t.params, user_attrs=attrs)
-        say({"event": "recovered", "number": t.number, "run_dir": run_dir})
+        resumable = run_dir and (Path(run_dir) / CHECKPOINTS / "last.pt").exists()  # else it starts afresh
+        say({"event": "recovered", "number": t.number, "run_dir": run_dir if resumable else None})
 
 
 def counts(study) -> dict[str, int]:
@@ -275,7 +277,8 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
 
     study = start_study(plan, worker)
     me = worker_name()
-    ran = (lambda: study.set_user_attr(RAN + me, [plan.started, time.time()])) if worker == 0 else (lambda: None)
+    span = RAN + f"{me}@{plan.started:.3f}"  # one command: this process (Python may call tune() again in it)
+    ran = (lambda: study.set_user_attr(span, [plan.started, time.time()])) if worker == 0 else (lambda: None)
     ran()  # this command's span of the study's time budget (`timeout`), which its worker 0 keeps up to date
     folder = Path(plan.study_dir) / WORKERS / me
     folder.mkdir(parents=True, exist_ok=True)
@@ -525,7 +528,7 @@ def finish(plan: Plan) -> TuneResult:
     from .tune_report import best_trial, config_values, trial_rows, write_best, write_plots, write_trials_csv
 
     study = start_study(plan)
-    study.set_user_attr(RAN + worker_name(), [plan.started, time.time()])
+    study.set_user_attr(RAN + f"{worker_name()}@{plan.started:.3f}", [plan.started, time.time()])
     rows = trial_rows(study, plan.study_dir)
     write_trials_csv(plan.study_dir, rows)
     best = best_trial(study)

@@ -71,6 +71,8 @@ def import_mlflow():
         import mlflow
     except ImportError:
         raise RunError(f"tracking with mlflow needs the mlflow package: {EXTRA_HINT}") from None
+    for name in ("alembic", "mlflow"):  # again: mlflow sets its own logger to INFO as it is imported
+        logging.getLogger(name).setLevel(logging.WARNING)
     return mlflow
 
 
