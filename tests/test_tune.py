@@ -311,7 +311,8 @@ def test_a_tracked_study_is_a_parent_run_with_a_child_per_trial(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     section = {"objective": "val_accuracy", "n_trials": 2, "sampler": {"name": "random", "seed": 2}, "pruner": "none",
-               "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
+               "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                         "model.layers[0].units": {"type": "int", "low": 4, "high": 8}}}
     cfg = config(tmp_path, section, train={"epochs": 1, "batch_size": 64, "device": "cpu"},
                  tracking=[{"type": "mlflow", "uri": uri, "experiment": "search"}])
     plans = []
@@ -343,9 +344,11 @@ def test_a_tracked_study_is_a_parent_run_with_a_child_per_trial(tmp_path):
                       children["params.optimizer.lr"], children["metrics.val_accuracy"]))
     trials = {int(r["number"]): r for r in again.trials}
     assert [r[:2] for r in rows] == [("0", "complete"), ("1", "complete"), ("2", "complete")]
+    units = dict(zip(children["tags.trial"], children["tags.param.model.layers.0.units"]))
     for number, _, tagged, param, value in rows:
         lr = trials[int(number)]["params"]["optimizer.lr"]
         assert float(tagged) == pytest.approx(lr) and float(param) == pytest.approx(lr)
+        assert int(units[number]) == trials[int(number)]["params"]["model.layers[0].units"]
         assert value == pytest.approx(trials[int(number)]["value"])  # one epoch: its val_accuracy is the value
 
     # a store that fails: one warning, and the study goes on

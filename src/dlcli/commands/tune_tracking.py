@@ -11,6 +11,7 @@ fails is one warning, and the trials go on (metrics.csv and the study's storage 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,15 +84,17 @@ def child_of(parent: dict | None, number: int, params: dict) -> Iterator[Callabl
 
     parent = ParentRun(**parent) if isinstance(parent, dict) else parent
 
-    tags = {"trial": str(number), **{f"param.{k}"[:250]: str(v)[:5000] for k, v in params.items()}}
+    # MLflow's keys take no brackets: model.layers[0].units as model.layers.0.units, as its params have it
+    tags = {"trial": str(number), **{f"param.{k.replace('[', '.').replace(']', '')}"[:250]: str(v)[:5000]
+                                     for k, v in params.items()}}
     with child_run(parent, tags) as child:
         def set_state(state: str) -> None:
             try:
                 child.set_state(state)
                 if not child.run_ids:  # no run was trained: the trial still shows in the study, failed
                     _bare_child(parent, {**tags, "state": state})
-            except Exception:  # noqa: BLE001 - the trial's tracker has warned, or the store is gone
-                pass
+            except Exception as exc:  # noqa: BLE001 - a tracker never stops the study
+                print(f"warning: could not tag trial {number}'s mlflow run: {_reason(exc)}", file=sys.stderr)
 
         yield set_state
 
