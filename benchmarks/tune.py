@@ -4,7 +4,8 @@
     uv run python benchmarks/tune.py --only throughput    # or overhead, quality
 
 throughput: 8 trials of configs/quickstart.yaml (60 epochs each, random sampler, no pruning), as
-  `dlcli tune` processes with workers: 1 and workers: 2; the wall times' ratio and trials per hour.
+  `dlcli tune` processes with workers: 1 and workers: 2, alternately (--repeats); the median wall times'
+  ratio and trials per hour.
 overhead: the same study in this process (workers: 1): its wall time minus the time spent inside
   `train()` (each trial's own set-up and training), per trial; process start is not in it.
 quality: configs/digits_cnn.yaml at a few epochs, untuned, against the best of 20 TPE trials over the
@@ -43,20 +44,30 @@ QUICK_SPACE = {"optimizer.lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log
                "model.layers[0].units": {"type": "int", "low": 16, "high": 64}}
 
 
-def throughput(tmp: Path) -> dict:
-    out = {}
-    for workers in (1, 2):
-        cfg = config(tmp / f"q{workers}.yaml", "quickstart.yaml", {
-            "study": f"q{workers}", "objective": "val_accuracy", "n_trials": 8, "workers": workers,
-            "sampler": {"name": "random", "seed": 0}, "pruner": "none", "space": QUICK_SPACE})
-        t0 = time.perf_counter()
-        proc = subprocess.run([*DLCLI, "tune", str(cfg)], cwd=tmp, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        assert proc.returncode == 0, proc.stderr
-        out[workers] = wall
-        print(f"workers {workers}: 8 trials in {wall:.1f} s, {8 * 3600 / wall:.0f} trials/hour", flush=True)
-    print(f"workers 2 / workers 1 wall time: {out[2] / out[1]:.2f}", flush=True)
-    return {"wall_1": out[1], "wall_2": out[2], "ratio": out[2] / out[1]}
+def throughput(tmp: Path, repeats: int) -> dict:
+    """workers 1 and 2 alternately, `repeats` times each (the machine is shared: one pair's ratio is noisy)."""
+    import statistics
+
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for r in range(repeats):
+        for workers in (1, 2):
+            cfg = config(tmp / f"q{workers}.yaml", "quickstart.yaml", {
+                "study": f"q{workers}-{r}", "objective": "val_accuracy", "n_trials": 8, "workers": workers,
+                "sampler": {"name": "random", "seed": 0}, "pruner": "none", "space": QUICK_SPACE})
+            t0 = time.perf_counter()
+            proc = subprocess.run([*DLCLI, "tune", str(cfg)], cwd=tmp, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            assert proc.returncode == 0, proc.stderr
+            walls[workers].append(wall)
+            print(f"repeat {r + 1}, workers {workers}: 8 trials in {wall:.1f} s, {8 * 3600 / wall:.0f} trials/hour",
+                  flush=True)
+    med = {w: statistics.median(v) for w, v in walls.items()}
+    pairs = [b / a for a, b in zip(walls[1], walls[2])]
+    print(f"median: workers 1 {med[1]:.1f} s ({8 * 3600 / med[1]:.0f} trials/hour), workers 2 {med[2]:.1f} s "
+          f"({8 * 3600 / med[2]:.0f} trials/hour); workers 2 / workers 1: {med[2] / med[1]:.2f} "
+          f"(each pair: {', '.join(f'{p:.2f}' for p in pairs)})", flush=True)
+    return {"walls_1": walls[1], "walls_2": walls[2], "median_1": med[1], "median_2": med[2],
+            "ratio": med[2] / med[1], "pairs": pairs}
 
 
 def overhead(tmp: Path) -> dict:
@@ -122,13 +133,16 @@ def main() -> None:
     parser.add_argument("--only", choices=["throughput", "overhead", "quality"])
     parser.add_argument("--epochs", type=int, default=6, help="quality: epochs per trial")
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="throughput: alternating repeats of each")
     args = parser.parse_args()
     os.environ.setdefault("NO_COLOR", "1")
+    print(f"{os.cpu_count()} CPU cores, shared with other work: run it under a lock (flock /tmp/cpu.lock ...); "
+          "medians of alternating repeats", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         results = {}
         if args.only in (None, "throughput"):
-            results["throughput"] = throughput(tmp)
+            results["throughput"] = throughput(tmp, args.repeats)
         if args.only in (None, "overhead"):
             results["overhead"] = overhead(tmp)
         if args.only in (None, "quality"):

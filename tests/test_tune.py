@@ -167,9 +167,10 @@ def test_two_workers_best_and_refusals(two_worker_study):
     assert [r["state"] for r in trials] == ["complete"] * 4
     assert proc.stdout.count(" started: ") == 4 and proc.stdout.count(" complete ") == 4
     assert "best " in proc.stdout and "dlcli train runs/tune/t/best.yaml" in proc.stdout
-    # both workers ran trials, each with cores // 2 threads
+    # both workers took part (the spawned one may find every trial taken by this process, which has torch
+    # imported already), each trial with cores // 2 threads
     infos = [json.loads((study / r["run_dir"] / "run.json").read_text()) for r in trials]
-    assert len({i["pid"] for i in infos}) == 2
+    assert len(list((study / "workers").iterdir())) == 2 and len({i["pid"] for i in infos}) in (1, 2)
     assert all(i["threads"]["count"] == max(1, len(os.sched_getaffinity(0)) // 2) for i in infos), infos[0]["threads"]
     for r, info in zip(trials, infos):
         assert info["tune"]["trial"] == int(r["number"]) and info["tune"]["state"] == "complete"
@@ -295,3 +296,141 @@ def test_sigkill_then_rerun_resumes_the_trial(tmp_path):
     assert t.state == optuna.trial.TrialState.COMPLETE and sorted(t.intermediate_values) == list(range(1, 13))
     assert all(abs(t.intermediate_values[int(r["epoch"])] - float(r["val_accuracy"])) < 1e-9 for r in epochs)
     assert abs(t.value - max(float(r["val_accuracy"]) for r in epochs)) < 1e-9
+
+
+# ---- MLflow: the study a parent run, a child run per trial; a rerun adds to the same parent ----------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_tracked_study_is_a_parent_run_with_a_child_per_trial(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    import pickle
+
+    from dlcli.commands.tune import tune
+    from dlcli.commands.tune_checks import Plan
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    section = {"objective": "val_accuracy", "n_trials": 2, "sampler": {"name": "random", "seed": 2}, "pruner": "none",
+               "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                         "model.layers[0].units": {"type": "int", "low": 4, "high": 8}}}
+    cfg = config(tmp_path, section, train={"epochs": 1, "batch_size": 64, "device": "cpu"},
+                 tracking=[{"type": "mlflow", "uri": uri, "experiment": "search"}])
+    plans = []
+    import dlcli.commands.tune as tune_module
+
+    real = tune_module.run_workers
+    tune_module.run_workers = lambda plan, *args: (plans.append(plan), real(plan, *args))[1]
+    try:
+        events = []
+        first = tune(cfg, runs_root=tmp_path / "runs", progress=events.append)
+        again = tune(cfg, runs_root=tmp_path / "runs", n_trials=3)  # raising n_trials: the same parent run
+    finally:
+        tune_module.run_workers = real
+    assert not [e for e in events if e["event"] == "warning"], events
+    assert first.counts == {"complete": 2} and again.counts == {"complete": 3}
+    # what a spawned worker gets: the parent run's id, in a picklable plan
+    assert plans[0].parent_run == plans[1].parent_run and pickle.loads(pickle.dumps(plans[0])).parent_run["run_id"]
+    assert isinstance(pickle.loads(pickle.dumps(plans[0])), Plan)
+
+    mlflow.set_tracking_uri(uri)
+    study = mlflow.search_runs(experiment_names=["search"], filter_string="tags.`dlcli.kind` = 'study'")
+    assert len(study) == 1 and study["status"][0] == "FINISHED"
+    parent_id = study["run_id"][0]
+    assert parent_id == plans[0].parent_run["run_id"]
+    assert study["tags.sampler"][0] == "random" and study["tags.best_trial"][0] == str(again.best["number"])
+    assert study["metrics.best_value"][0] == pytest.approx(again.best["value"])
+    children = mlflow.search_runs(experiment_names=["search"], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    rows = sorted(zip(children["tags.trial"], children["tags.state"], children["tags.param.optimizer.lr"],
+                      children["params.optimizer.lr"], children["metrics.val_accuracy"]))
+    trials = {int(r["number"]): r for r in again.trials}
+    assert [r[:2] for r in rows] == [("0", "complete"), ("1", "complete"), ("2", "complete")]
+    units = dict(zip(children["tags.trial"], children["tags.param.model.layers.0.units"]))
+    for number, _, tagged, param, value in rows:
+        lr = trials[int(number)]["params"]["optimizer.lr"]
+        assert float(tagged) == pytest.approx(lr) and float(param) == pytest.approx(lr)
+        assert int(units[number]) == trials[int(number)]["params"]["model.layers[0].units"]
+        assert value == pytest.approx(trials[int(number)]["value"])  # one epoch: its val_accuracy is the value
+
+    # a store that fails: one warning, and the study goes on
+    broken = tmp_path / "not-a-db"
+    broken.write_bytes(b"not a database" * 100)
+    events = []
+    bad = config(tmp_path, {**section, "study": "b"}, name="b.yaml", train={"epochs": 1, "batch_size": 64},
+                 tracking=[{"type": "mlflow", "uri": f"sqlite:///{broken}"}])
+    result = tune(bad, runs_root=tmp_path / "runs", progress=events.append)
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert result.counts == {"complete": 2} and len(warnings) == 1 and "the trials go on" in warnings[0], warnings
+
+
+# ---- timeout: a budget of the study, summed over its commands ----------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_timeout_is_the_study_budget_across_commands(tmp_path):
+    from dlcli.commands.tune import tune
+    from dlcli.commands.tune_checks import spent_seconds
+    from dlcli.commands.tune_report import open_study
+
+    section = {"objective": "val_loss", "n_trials": 40, "timeout": 1.0, "sampler": {"name": "random", "seed": 4},
+               "pruner": "none", "space": {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
+    cfg = config(tmp_path, section, train={"epochs": 1, "batch_size": 64, "device": "cpu"})
+    t0 = time.time()
+    first = tune(cfg, runs_root=tmp_path / "runs")
+    wall = time.time() - t0
+    done = first.counts.get("complete", 0)
+    assert 1 <= done < 40 and first.timed_out
+    assert 1.0 <= first.spent <= wall  # the command's span: at least the budget (the last trial ends after it)
+    # the same command again: the budget is spent, no trial starts, and it says so
+    again = run("tune", cfg, cwd=tmp_path)
+    assert again.returncode == 0 and "its timeout is spent" in again.stdout and " started: " not in again.stdout
+    study, _ = open_study(tmp_path / "runs" / "tune" / "t")
+    assert len(study.trials) == done
+    # raising the timeout is allowed: the study goes on for the difference
+    spent = spent_seconds(study)
+    more = tune(config(tmp_path, {**section, "timeout": spent + 0.5}, train={"epochs": 1, "batch_size": 64,
+                                                                         "device": "cpu"}), runs_root=tmp_path / "runs")
+    assert more.counts["complete"] > done and more.spent >= spent + 0.5
+    # overlapping spans (commands at once, on a cluster) count once
+    spans = type("S", (), {"user_attrs": {"ran:a": [0.0, 10.0], "ran:b": [5.0, 12.0], "ran:c": [20.0, 21.0],
+                                          "other": 3}})()
+    assert spent_seconds(spans) == 13.0
+
+
+# ---- the cmaes sampler and the hyperband pruner, in process -------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_cmaes_samples_and_hyperband_prunes(tmp_path):
+    from dlcli.commands.tune import tune
+    from dlcli.commands.tune_report import open_study
+
+    space = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+             "model.layers[1].rate": {"type": "float", "low": 0.0, "high": 0.4}}
+    result = tune(config(tmp_path, {"study": "cma", "objective": "val_loss", "n_trials": 3, "sampler": "cmaes",
+                                    "pruner": "none", "space": space}, train={"epochs": 1, "batch_size": 64}),
+                  runs_root=tmp_path / "runs")
+    assert result.counts == {"complete": 3}
+    study, _ = open_study(result.study_dir)
+    # the first trial is drawn independently (no search space known yet); then CMA-ES draws, generation by generation
+    sampled_by_cma = [any(k.startswith("cma:") for k in t.system_attrs) for t in study.trials]
+    assert sampled_by_cma == [False, True, True], [t.system_attrs for t in study.trials]
+    for t in study.trials:
+        assert 1e-3 <= t.params["optimizer.lr"] <= 3e-2 and 0.0 <= t.params["model.layers[1].rate"] <= 0.4
+
+    # hyperband (min_resource 1, max 4 epochs, reduction 3): a learning rate of 30 is pruned at a rung
+    # (Optuna puts a trial in a bracket by a hash of the study's name and its number: "band" has both in bracket 0)
+    section = {"study": "band", "objective": "val_loss", "n_trials": 2, "sampler": {"name": "grid", "seed": 1},
+               "pruner": {"name": "hyperband", "warmup_epochs": 1},
+               "space": {"optimizer.lr": {"type": "categorical", "choices": [0.01, 30.0]}}}
+    events = []
+    hb = tune(config(tmp_path, section, train={"epochs": 4, "batch_size": 32}), runs_root=tmp_path / "runs",
+              progress=events.append)
+    ended = [e for e in events if e["event"] == "end"]
+    assert [(e["params"]["optimizer.lr"], e["state"]) for e in ended] == [(0.01, "complete"), (30.0, "pruned")], ended
+    pruned = ended[1]
+    assert pruned["epochs"] in (1, 3)  # Hyperband's rungs here: 1 * 3**k epochs
+    good = rows(Path(ended[0]["run_dir"]) / "metrics.csv")
+    bad = rows(Path(pruned["run_dir"]) / "metrics.csv")
+    at = pruned["epochs"] - 1
+    assert len(bad) == pruned["epochs"] and float(bad[at]["val_loss"]) > float(good[at]["val_loss"])
+    assert hb.counts == {"complete": 1, "pruned": 1}

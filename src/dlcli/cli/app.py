@@ -35,6 +35,7 @@ err = Console(stderr=True, highlight=False)
 
 
 DEBUG = False  # set by --debug: let tracebacks through
+SKIP_TEARDOWN = False  # set by a command whose process may end without the interpreter's teardown
 ERROR = "[red]error:[/]"
 
 
@@ -386,6 +387,8 @@ def tune(
         err.print(f"  dlcli tune {escape(' '.join(shlex.quote(a) for a in args))}", soft_wrap=True)
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     tune_render.finished(out, result, metric)
+    global SKIP_TEARDOWN
+    SKIP_TEARDOWN = True  # the study's files are closed; freeing torch's modules would take 1-2.5 s more
 
 
 def main() -> None:
@@ -393,4 +396,11 @@ def main() -> None:
     if "--debug" in sys.argv:
         DEBUG = True
         sys.argv.remove("--debug")
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if SKIP_TEARDOWN:
+            from ..commands.tune import skip_teardown
+
+            skip_teardown(exc.code if isinstance(exc.code, int) else 1)
+        raise

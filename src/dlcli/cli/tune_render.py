@@ -52,6 +52,8 @@ def event(out: Console, e: dict, metric: str) -> None:
     elif kind == "gave_up":
         out.print(f"[red]stopping this worker:[/] {e['failures']} trials in a row failed (the last: "
                   f"{escape(e['message'])})", soft_wrap=True)
+    elif kind == "warning":
+        out.print(f"[yellow]warning:[/] {escape(e['message'])}", soft_wrap=True)
     elif kind == "error":
         out.print(f"[red]a worker stopped:[/] {escape(e['message'])}", soft_wrap=True)
 
@@ -59,8 +61,9 @@ def event(out: Console, e: dict, metric: str) -> None:
 def finished(out: Console, result, metric: str) -> None:
     n = result.counts
     out.print(f"study {escape(relative_paths(str(result.study_dir)))}: " + ", ".join(
-        f"{n[k]} {k}" for k in ("complete", "pruned", "fail", "running") if n.get(k)).replace("fail", "failed"),
-        soft_wrap=True)
+        f"{n[k]} {k}" for k in ("complete", "pruned", "fail", "running") if n.get(k)).replace("fail", "failed") +
+        (f"; its timeout is spent ({seconds(result.spent)} of {seconds(result.timeout)}): raise tune.timeout to "
+         "go on" if result.timed_out else ""), soft_wrap=True)
     if result.best is None:
         out.print("no trial completed: no best config")
         return

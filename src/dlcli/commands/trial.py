@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ..engine.callbacks import Callback
 from ..errors import DlcliError, RunError, Stopped, TrainingFailed
 from ..runs.layout import CHECKPOINTS
 from .tune_checks import Outcome, Plan
+from .tune_tracking import child_of
 
 TRIALS = "trials"
 
@@ -86,29 +88,31 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: Plan, started) -> 
     threads = [f"train.threads={plan.threads}"] if plan.threads else []
     report = Report(trial, plan.metric)
     state, message, result, t_train = "complete", "", None, 0.0
-    try:
-        with _quiet():
-            t1 = time.perf_counter()
-            if resuming:
-                result = train(None, threads, resume=folder, callbacks=[report], progress=False)
-            else:
-                from ..config import load_config
+    with child_of(plan.parent_run, trial.number, params) as tag_state:
+        try:
+            with _quiet():
+                t1 = time.perf_counter()
+                if resuming:
+                    result = train(None, threads, resume=folder, callbacks=[report], progress=False)
+                else:
+                    from ..config import load_config
 
-                cfg = load_config(plan.base, [*overrides_of(params), *threads])
-                result = train(cfg, run_dir=folder, callbacks=[report], progress=False)
-            t_train = time.perf_counter() - t1
-    except Stopped:
-        raise  # left running in the study: the next `dlcli tune` resumes it
-    except (DlcliError, TrainingFailed) as exc:
-        state, message = "failed", str(exc).splitlines()[0]
-    except Exception as exc:  # noqa: BLE001 - out of memory, a bug in a custom loss: this trial fails, the study goes on
-        state, message = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    if state == "complete" and report.pruned:
-        state = "pruned"
-    values = report.values
-    best = (max if plan.mode == "max" else min)(values.values()) if values else None
-    if state == "complete" and best is None:
-        state, message = "failed", f"the run logged no finite {plan.metric}"
+                    cfg = load_config(plan.base, [*overrides_of(params), *threads])
+                    result = train(cfg, run_dir=folder, callbacks=[report], progress=False)
+                t_train = time.perf_counter() - t1
+        except Stopped:
+            raise  # left running in the study: the next `dlcli tune` resumes it
+        except (DlcliError, TrainingFailed) as exc:
+            state, message = "failed", str(exc).splitlines()[0]
+        except Exception as exc:  # noqa: BLE001 - out of memory, a bug in a custom loss: this trial fails, the study goes on
+            state, message = "failed", f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if state == "complete" and report.pruned:
+            state = "pruned"
+        values = report.values
+        best = (max if plan.mode == "max" else min)(values.values()) if values else None
+        if state == "complete" and best is None:
+            state, message = "failed", f"the run logged no finite {plan.metric}"
+        tag_state(state)
     trial.set_user_attr("epochs", result.epochs if result else len(values))
     if message:
         trial.set_user_attr("message", message)
@@ -145,8 +149,26 @@ def mark_run(folder: Path, plan: Plan, outcome: Outcome) -> None:
         pass  # the trial's record in the study is what counts
 
 
+class _Muted:
+    """sys.stdout while a trial trains: what the training thread prints (its per-epoch lines) is dropped; other
+    threads print as before, such as the one that shows the other workers' progress in the study's process."""
+
+    def __init__(self, real, thread: threading.Thread):
+        self.real, self.thread = real, thread
+
+    def write(self, text: str) -> int:
+        return len(text) if threading.current_thread() is self.thread else self.real.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
 @contextlib.contextmanager
 def _quiet():
     """A trial's per-epoch lines would interleave with other workers': the study prints its own progress."""
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+    real = sys.stdout
+    sys.stdout = _Muted(real, threading.current_thread())
+    try:
         yield
+    finally:
+        sys.stdout = real

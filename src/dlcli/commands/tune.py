@@ -3,13 +3,14 @@
     result = tune("configs/quickstart.yaml", n_trials=8, workers=2)
     result.study_dir, result.best["value"], result.best["params"]
 
-`start_study` is where a study starts and `trial.run_trial` where each trial starts and ends: the two
-places a tracker (MLflow) hooks in. The study lives in `runs/tune/<study>/` (tune.yaml, the Optuna
+The study's MLflow parent run is made (or reopened) by `tune` before the workers start
+(commands/tune_tracking.py), and `trial.run_trial` makes each trial a child of it. The study lives in `runs/tune/<study>/` (tune.yaml, the Optuna
 journal, trials.csv, best.yaml, plots/, trials/<NNNN>/). Workers are processes that share the journal:
 each asks Optuna for a trial under the study's lock (`study.lock`), so together they run exactly
 `n_trials` complete or pruned trials, and each holds a lock of its own (`workers/<host>-<pid>/`) for as
 long as it lives, which is how a later command tells a trial whose process was killed: it is marked
-failed and its parameters are tried again, resuming its run from `last.pt`.
+failed and its parameters are tried again, resuming its run from `last.pt`. The command's own process is
+worker 0; `timeout` budgets the wall time of the study's commands, summed (`spent_seconds`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import runs
@@ -29,8 +30,10 @@ from ..config import Config
 from ..config.space import ParamSpec
 from ..errors import RunError, Stopped
 from ..messages import key_path
+from ..runs.layout import CHECKPOINTS
 from ..runs.lock import RunLock, is_locked
 from .tune_checks import (  # noqa: F401
+    RAN,
     TUNE_YAML,
     WORKERS,
     Outcome,
@@ -40,8 +43,10 @@ from .tune_checks import (  # noqa: F401
     check_space,
     objective_mode,
     open_storage,
+    spent_seconds,
     tune_config,
 )
+from .tune_tracking import finish_parent, parent_run
 
 TUNE_DIR = "tune"  # runs/tune/<study>/
 JOURNAL = "journal.log"
@@ -56,6 +61,14 @@ class TuneResult:
     best: dict | None  # number, value, params, run_dir of the best trial
     trials: list[dict] = field(default_factory=list)  # trials.csv's rows
     counts: dict = field(default_factory=dict)  # state -> trials
+    spent: float = 0.0  # seconds the study's commands have run it, in all (what `timeout` budgets)
+    timeout: float | None = None  # tune.timeout in seconds
+    n_trials: int = 0
+
+    @property
+    def timed_out(self) -> bool:
+        done = self.counts.get("complete", 0) + self.counts.get("pruned", 0)
+        return self.timeout is not None and done < self.n_trials and self.spent >= self.timeout
 
 
 # ---- the study folder and its storage ----------------------------------------------------------------
@@ -246,7 +259,8 @@ def recover(study, plan: Plan, say: Callable[[dict], None]) -> None:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         attrs = {"resumes": t.number, **({"resume_from": run_dir} if run_dir else {})}
         study.enqueue_trial(t.params, user_attrs=attrs)
-        say({"event": "recovered", "number": t.number, "run_dir": run_dir})
+        resumable = run_dir and (Path(run_dir) / CHECKPOINTS / "last.pt").exists()  # else it starts afresh
+        say({"event": "recovered", "number": t.number, "run_dir": run_dir if resumable else None})
 
 
 def counts(study) -> dict[str, int]:
@@ -263,6 +277,9 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
 
     study = start_study(plan, worker)
     me = worker_name()
+    span = RAN + f"{me}@{plan.started:.3f}"  # one command: this process (Python may call tune() again in it)
+    ran = (lambda: study.set_user_attr(span, [plan.started, time.time()])) if worker == 0 else (lambda: None)
+    ran()  # this command's span of the study's time budget (`timeout`), which its worker 0 keeps up to date
     folder = Path(plan.study_dir) / WORKERS / me
     folder.mkdir(parents=True, exist_ok=True)
     failed_in_a_row = 0
@@ -283,6 +300,7 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
                 continue
             outcome = run_trial(study, trial, plan, lambda number, params, resumes: say(
                 {"event": "start", "number": number, "params": params, "resumes": resumes, "worker": worker}))
+            ran()
             say({"event": "end", **outcome_dict(outcome), **best_so_far(study)})
             write_trials(study, plan)
             failed_in_a_row = failed_in_a_row + 1 if outcome.state == "failed" else 0
@@ -314,43 +332,118 @@ def write_trials(study, plan: Plan) -> None:
         pass  # the study's storage has it all; the next trial writes it again
 
 
-def _worker_main(plan: Plan, worker: int, queue) -> None:
-    """A worker process: dies with the `dlcli tune` that started it (Linux), reports through `queue`."""
+def _worker_main(worker: int, plans, queue) -> None:
+    """A worker process: dies with the `dlcli tune` that started it (Linux), imports what training needs while
+    the study is being checked, then takes its plan from `plans` (None: the study did not start) and reports
+    through `queue`."""
     with contextlib.suppress(Exception):
         import ctypes
         import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    code = 0
     try:
-        work(plan, worker, queue.put)
+        warm_up()
+        plan = plans.get()
+        if plan is not None:
+            work(plan, worker, queue.put)
     except Stopped:
-        pass
+        code = 130
     except Exception as exc:  # noqa: BLE001 - the parent says what stopped the worker
         queue.put({"event": "error", "message": f"{type(exc).__name__}: {exc}", "worker": worker})
+        code = 1
+    queue.close()
+    queue.join_thread()  # every event delivered
+    skip_teardown(code)
 
 
-def run_workers(plan: Plan, say: Callable[[dict], None]) -> None:
-    if plan.workers == 1:
-        work(plan, 0, say)
-        return
-    import multiprocessing as mp
+def warm_up() -> None:
+    """Import what a first trial would: torch, the optimizers' torch._dynamo (~1 s) and scikit-learn's metrics."""
+    import sklearn.metrics  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+    from . import train, trial  # noqa: F401
+
+
+class Spawned:
+    """A study's workers beyond this process's own, started first so that their imports overlap the study's checks.
+    spawn, not fork: forked workers trained ~2x slower here (benchmarks/RESULTS.md), and a fork after torch has
+    started its OpenMP threads can hang."""
+
+    def __init__(self, n: int):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.events, self.plans = ctx.Queue(), ctx.Queue()
+        self.procs = [ctx.Process(target=_worker_main, args=(i, self.plans, self.events), daemon=True)
+                      for i in range(1, n + 1)]
+        for p in self.procs:
+            p.start()
+
+    def start(self, plan: Plan) -> None:
+        for _ in self.procs:
+            self.plans.put(plan)
+
+    def cancel(self) -> None:
+        """The study did not start (bad input): the workers end."""
+        for _ in self.procs:
+            self.plans.put(None)
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+
+
+def skip_teardown(code: int) -> None:
+    """End the process without the interpreter's teardown: freeing torch's modules and objects takes 1-2.5 s
+    on 2 cores (benchmarks/RESULTS.md), which the study would wait for. Only once all files are closed."""
+    import sys
+
+    with contextlib.suppress(Exception):
+        import atexit
+
+        atexit._run_exitfuncs()  # logging's flush, multiprocessing's clean-up
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _relay(procs, events, say: Callable[[dict], None]) -> None:
     import queue as queues
 
-    # spawn, not fork: forked workers trained ~2x slower here (benchmarks/RESULTS.md), and a fork after torch
-    # has started its OpenMP threads can hang
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(plan, i, events), daemon=True) for i in range(plan.workers)]
-    for p in procs:
-        p.start()
+    while any(p.is_alive() for p in procs) or not events.empty():
+        try:
+            say(events.get(timeout=0.2))
+        except queues.Empty:
+            pass
+        except (EOFError, OSError):
+            return
+
+
+def run_workers(plan: Plan, say: Callable[[dict], None], spawned: Spawned | None = None) -> None:
+    """`plan.workers` workers: this process is worker 0 (it has the study open, and has imported what the final
+    plots need), the others are `spawned` processes, whose events a thread passes on to `say`."""
+    if plan.workers == 1 or spawned is None:
+        work(plan, 0, say)
+        return
+    import threading
+
+    spawned.start(plan)
+    lock = threading.Lock()
+
+    def said(event: dict) -> None:
+        with lock:
+            say(event)
+
+    relay = threading.Thread(target=_relay, args=(spawned.procs, spawned.events, said), name="dlcli-tune-events",
+                             daemon=True)
+    relay.start()
     try:
-        while any(p.is_alive() for p in procs) or not events.empty():
-            try:
-                say(events.get(timeout=0.2))
-            except queues.Empty:
-                pass
+        work(plan, 0, said)
+        relay.join()
     except KeyboardInterrupt:
-        for p in procs:
+        for p in spawned.procs:
             p.join(timeout=30)  # they got the signal too, and mark their runs interrupted
         raise
 
@@ -367,14 +460,25 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
     ({"event": "start"|"end"|"recovered"|"gave_up"|"error", ...}), from the process that runs the study.
     A changed space, objective or base config of an existing study raises ConfigError (exit 2).
     """
-    from ..engine.threads import cores
-
     cfg = tune_config(config, overrides)
     tc = cfg.tune
     if n_trials is not None:
         tc.n_trials = n_trials
     if workers is not None:
         tc.workers = workers
+    spawned = Spawned(tc.workers - 1) if tc.workers > 1 else None
+    try:
+        return _tune(cfg, runs_root, new, progress, spawned)
+    except BaseException:
+        if spawned is not None:
+            spawned.cancel()
+        raise
+
+
+def _tune(cfg: Config, runs_root, new: bool, progress, spawned: Spawned | None) -> TuneResult:
+    from ..engine.threads import cores
+
+    tc = cfg.tune
     check_objective(cfg)
     check_space(cfg)
     folder = study_folder(cfg, runs_root, new)
@@ -395,12 +499,28 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
     threads = cores(tc.workers) if tc.workers > 1 and cfg.train.threads == "auto" and \
         "train.threads" not in tc.space else None
     plan = Plan(folder.resolve(), folder.name, now["storage"], base_config(cfg), n_space, tc.objective.metric,
-                objective_mode(cfg), tc.n_trials, time.time() + tc.timeout_seconds if tc.timeout else None,
+                objective_mode(cfg), tc.n_trials, None,
                 tc.workers, threads, tc.sampler.model_dump(), tc.pruner.model_dump(), cfg.train.epochs,
                 not any(k == "data" or k.startswith(("data.", "data[")) or k == "seed" for k in tc.space), cfg.seed)
+    plan.started = time.time()
+    plan.extra["timeout"] = tc.timeout_seconds
+    if tc.timeout:
+        spent = spent_seconds(start_study(plan))
+        plan.deadline = plan.started + tc.timeout_seconds - spent
     say = progress or (lambda event: None)
-    run_workers(plan, say)
-    return finish(plan)
+    warn = lambda text: say({"event": "warning", "message": text})  # noqa: E731
+    parent = parent_run(plan.base, plan.study_dir, plan.study_name, {
+        "dlcli.kind": "study", "objective": f"{plan.metric} ({plan.mode})", "sampler": plan.sampler["name"],
+        "pruner": plan.pruner["name"], "n_trials": str(plan.n_trials)}, warn)
+    plan.parent_run = asdict(parent) if parent is not None else None
+    try:
+        run_workers(plan, say, spawned)
+    except KeyboardInterrupt:
+        finish_parent(parent, "KILLED", warn)
+        raise
+    result = finish(plan)
+    finish_parent(parent, "FINISHED", warn, result.best)
+    return result
 
 
 def finish(plan: Plan) -> TuneResult:
@@ -408,6 +528,7 @@ def finish(plan: Plan) -> TuneResult:
     from .tune_report import best_trial, config_values, trial_rows, write_best, write_plots, write_trials_csv
 
     study = start_study(plan)
+    study.set_user_attr(RAN + f"{worker_name()}@{plan.started:.3f}", [plan.started, time.time()])
     rows = trial_rows(study, plan.study_dir)
     write_trials_csv(plan.study_dir, rows)
     best = best_trial(study)
@@ -415,4 +536,4 @@ def finish(plan: Plan) -> TuneResult:
         write_best(plan.study_dir / "best.yaml", plan.base, config_values(plan.space, best["params"]))
     write_plots(plan.study_dir, study, plan.metric)
     n = counts(study)
-    return TuneResult(plan.study_dir, best, rows, n)
+    return TuneResult(plan.study_dir, best, rows, n, spent_seconds(study), plan.extra.get("timeout"), plan.n_trials)

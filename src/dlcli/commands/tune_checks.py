@@ -116,7 +116,7 @@ class Plan:
     metric: str
     mode: str  # min | max
     n_trials: int
-    deadline: float | None  # time.time() after which no trial starts
+    deadline: float | None  # time.time() after which no trial starts: the timeout's budget, less what was spent
     workers: int
     threads: int | None  # train.threads each trial gets (cores // workers), None: the config's
     sampler: dict
@@ -125,6 +125,8 @@ class Plan:
     reuse_data: bool
     seed: int
     extra: dict = field(default_factory=dict)
+    started: float = 0.0  # time.time() when this command started the study
+    parent_run: dict | None = None  # the study's MLflow run (uri, experiment, experiment_id, run_id), if tracked
 
 
 @dataclass
@@ -139,3 +141,19 @@ class Outcome:
     message: str = ""
     resumed_from: int | None = None
     train_seconds: float = 0.0  # inside train(): the trial's own set-up and training
+
+
+RAN = "ran:"  # a study's user attribute per command that ran it: [start, end], time.time()
+
+
+def spent_seconds(study) -> float:
+    """The wall time the study's commands have run it, in all: the union of their [start, end] spans, so that
+    commands running at once (cluster nodes sharing a storage) count once, and reruns add up."""
+    spans = sorted(tuple(v) for k, v in study.user_attrs.items() if k.startswith(RAN) and isinstance(v, list)
+                   and len(v) == 2)
+    total, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total

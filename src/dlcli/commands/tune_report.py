@@ -247,8 +247,21 @@ def _slice(study, metric: str):
             ax.set_xticks(range(len(labels)), labels, fontsize=7)
         art = ax.scatter(xs, [p[1] for p in points], c=[p[2] for p in points], cmap="viridis", s=16)
         if getattr(dist, "log", False):
-            ax.set_xscale("log")
+            log_x(ax, xs)
         ax.set(xlabel=key, ylabel=metric if i % cols == 0 else None)
         ax.grid(alpha=0.3)
     fig.colorbar(art, ax=fig.axes, label="trial", shrink=0.8)
     return fig
+
+
+def log_x(ax, xs) -> None:
+    """A log x axis labelled 1, 2 and 5 of each decade when it spans under two (matplotlib's default labels
+    the minor ticks of a short log axis as 3x10^1, 4x10^1, ..., which collide)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    ax.set_xscale("log")
+    low, high = min(xs), max(xs)
+    if low > 0 and high / low < 100:
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())

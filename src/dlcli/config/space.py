@@ -195,7 +195,7 @@ class TuneConfig(Section):
     study: str | None = None  # runs/tune/<study>/; default: the config's name
     objective: Objective = Objective()
     n_trials: PositiveInt = 20  # complete + pruned trials, across workers and restarts
-    timeout: str | float | None = None  # no trial starts after it (per `dlcli tune` command)
+    timeout: str | float | None = None  # the study's budget: no trial starts once its commands ran this long in all
     workers: PositiveInt = 1
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()

@@ -51,7 +51,7 @@ from .callbacks import Callback
 
 DEFAULT_URI = "sqlite:///runs/mlflow.db"
 RUN_FILE = "mlflow.json"  # in the run directory: which MLflow run holds this run's record
-STATE_TAG = "state"  # a trial's state on its child run: COMPLETE, PRUNED, FAIL
+STATE_TAG = "state"  # a trial's state on its child run (dlcli tune's: complete, pruned, failed)
 EXTRA_HINT = "uv sync --extra mlflow (or pip install 'dlcli[mlflow]')"
 SEND_EVERY = 5.0  # seconds between batches of epochs' metrics: one database write per epoch of a fast
 #                  training would cost it a third of its time (benchmarks/RESULTS.md)
@@ -71,6 +71,8 @@ def import_mlflow():
         import mlflow
     except ImportError:
         raise RunError(f"tracking with mlflow needs the mlflow package: {EXTRA_HINT}") from None
+    for name in ("alembic", "mlflow"):  # again: mlflow sets its own logger to INFO as it is imported
+        logging.getLogger(name).setLevel(logging.WARNING)
     return mlflow
 
 
@@ -169,14 +171,20 @@ class ChildRun:
     trackers: list[MLflowTracker] = field(default_factory=list)
 
     def set_state(self, state: str) -> None:
-        """Tag the trial's run(s) with its state (COMPLETE, PRUNED, FAIL). Waits for the trackers to have sent
+        """Tag the trial's run(s) with its state (dlcli tune's: complete, pruned, failed) and the child's tags
+        (again, for a run resumed from a killed trial's). Waits for the trackers to have sent
         what they hold; a tracker that failed is not asked again."""
         for tracker in self.trackers:
             tracker.sender.wait(FLUSH_SECONDS)
         self.run_ids = [t.run_id for t in self.trackers if t.run_id]
+        if not self.run_ids:
+            return
+        from mlflow.entities import RunTag
+
         c = client(self.parent.uri)
+        tags = [RunTag(k, v) for k, v in {**self.tags, STATE_TAG: state}.items()]  # again: a resumed run has old ones
         for run_id in self.run_ids:
-            c.set_tag(run_id, STATE_TAG, state)
+            c.log_batch(run_id, tags=tags)
 
 
 _CHILD: contextvars.ContextVar[ChildRun | None] = contextvars.ContextVar("dlcli_child_run", default=None)
