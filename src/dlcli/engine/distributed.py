@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -379,13 +380,20 @@ def failure(exc: BaseException) -> str | None:
     None when the error is this rank's own."""
     if _group is None or isinstance(exc, (DlcliError, TrainingFailed)):  # this rank's own: a NaN loss is every rank's
         return None
+    name = type(exc).__name__
+    broken = name in ("DistBackendError", "DistNetworkError", "DistError", "DistStoreError") or (
+        isinstance(exc, RuntimeError) and re.search(r"gloo|nccl|NCCL|Connection|timed? ?out|peer", str(exc)))
     lost = lost_ranks()
+    # A killed peer's sockets are closed while its process is still exiting: give it a moment to be gone
+    for _ in range(40 if broken else 0):
+        if lost:
+            break
+        time.sleep(0.05)
+        lost = lost_ranks()
     if lost:
         return (f"{' and '.join(lost)} of {_group.size} died, so the others stopped; the checkpoints of the last "
                 "completed epoch are kept")
-    name = type(exc).__name__
-    if name in ("DistBackendError", "DistNetworkError", "DistError", "DistStoreError") or (
-            isinstance(exc, RuntimeError) and re.search(r"gloo|nccl|NCCL|Connection|timed? ?out|peer", str(exc))):
+    if broken:
         return (f"another rank stopped answering (within distributed.timeout: {_group.timeout:g} s): "
                 f"{_first_line(exc)}")
     return None
