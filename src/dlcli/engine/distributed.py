@@ -404,13 +404,23 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+_held = False  # hold_signals() was called: the process is on its way out, with stop signals ignored
+
+
+def signals_held() -> bool:
+    """Whether this rank ignores stop signals until it exits (hold_signals): nothing may hand them back."""
+    return _held
+
+
 def hold_signals() -> None:
     """A rank that is stopping ignores further stop signals: the launcher stops every rank once one has
     failed, and that must not cut rank 0's writing of run.json short."""
+    global _held
     if _group is None:
         return
     import signal
 
+    _held = True
     for name in ("SIGINT", "SIGTERM", "SIGUSR1"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
