@@ -5,8 +5,10 @@
 
 1. The lecture's FFNN (Dense 300-150-100-50-1 on 28 features, as configs/higgs_ffnn.yaml) on a
    synthetic HIGGS-like table with missing values (missing: mean, scale: standard), and the
-   lecture-shaped CNN of configs/digits_cnn.yaml on scikit-learn's digits (scale: minmax), each
-   trained one epoch from explicit train/val/test files, so the test split is a file of raw rows.
+   lecture-shaped CNN of configs/digits_cnn.yaml on scikit-learn's digits (scale: minmax), and the
+   lecture's own Fashion-MNIST CNN (configs/fashion_mnist_cnn.yaml, FASHION-CNN) on the digits scaled
+   to 28x28, since Fashion-MNIST itself needs a download. Each is trained one epoch from explicit
+   train/val/test files, so the test split is a file of raw rows.
    The ONNX export (preprocessing folded) runs in onnxruntime on the whole raw test file and is
    compared with `dlcli predict` on that file: the predicted class of every row, the largest
    probability difference.
@@ -61,22 +63,27 @@ def higgs_like(rows: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def digits_files(folder: Path) -> None:
+def digits_files(folder: Path, size: int = 8) -> None:
+    """scikit-learn's digits as train/val/test .npz files; `size=28`: each 8x8 image scaled 3x and padded
+    to Fashion-MNIST's 28x28, for the lecture's own CNN (Fashion-MNIST itself needs a download)."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     x = x.reshape(-1, 1, 8, 8).astype(np.float32)
+    if size == 28:
+        x = np.pad(np.kron(x, np.ones((1, 1, 3, 3), np.float32)), ((0, 0), (0, 0), (2, 2), (2, 2)))
     order = np.random.default_rng(0).permutation(len(x))
     parts = {"train": order[:1200], "val": order[1200:1440], "test": order[1440:]}
     for name, index in parts.items():
         np.savez(folder / f"{name}.npz", x=x[index], y=y[index])
 
 
-def cnn_config() -> str:
+def cnn_config(source: str = "digits_cnn.yaml") -> str:
     import yaml
 
-    cfg = yaml.safe_load((ROOT / "configs" / "digits_cnn.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "configs" / source).read_text())
     cfg["name"] = "lecture-cnn"
+    cfg["model"].pop("input_shape", None)  # from the files' images
     cfg["data"] = {"train": "train.npz", "val": "val.npz", "test": "test.npz", "target": "y", "features": ["x"],
                    "scale": "minmax"}
     cfg["train"] = {"epochs": 1, "batch_size": 64}
@@ -170,7 +177,7 @@ def main() -> None:
              "dlcli predict batch 4096 |", "| --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for kind in ("ffnn", "cnn") if args.only != "mlflow" else ():
+        for kind in ("ffnn", "cnn", "fashion-cnn") if args.only != "mlflow" else ():
             folder = tmp / kind
             folder.mkdir()
             if kind == "ffnn":
@@ -180,9 +187,12 @@ def main() -> None:
                 table[int(n * 0.6): int(n * 0.8)].to_csv(folder / "val.csv", index=False)
                 table[int(n * 0.8):].to_csv(folder / "test.csv", index=False)
                 (folder / "cfg.yaml").write_text(FFNN)
-            else:
+            elif kind == "cnn":
                 digits_files(folder)
                 (folder / "cfg.yaml").write_text(cnn_config())
+            else:  # the lecture's Fashion-MNIST CNN, exactly (configs/fashion_mnist_cnn.yaml), on 28x28 digits
+                digits_files(folder, size=28)
+                (folder / "cfg.yaml").write_text(cnn_config("fashion_mnist_cnn.yaml"))
             out: list[str] = []
             export_check(kind, folder, out)
             print(*out, sep="\n", flush=True)

@@ -129,3 +129,21 @@ def test_auto_judges_by_the_mean_step_not_the_median():
     run_steps(tuner, steps=1000)
     assert tuner.decided and torch.get_num_threads() == 1
     assert tuner.why.startswith("0.45 ms/step vs 0.7")
+
+
+def test_auto_times_inference_on_a_slice_of_a_large_first_batch(monkeypatch):
+    # one 4096-row batch: timing it 8 times over (two thread counts, warm-up and 3 runs each) cost 10x
+    # the prediction itself; the timing now runs on at most max(32, rows / 64) rows of it
+    from dlcli.engine.inference import evaluate_split
+    from dlcli.nn.network import build_model
+
+    seen: list[int] = []
+    model = build_model({"input_shape": [3], "layers": [{"type": "dense", "units": 1, "activation": "sigmoid"}]})
+    model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    monkeypatch.setattr(th, "cores", lambda processes=1: 2)  # a tuner, whatever this machine has
+    x = torch.randn(4096, 3).numpy()
+    y = (x[:, 0] > 0).astype("int64")
+    _, out = evaluate_split(model, None, (x, y), "binary", 4096, torch.device("cpu"), workers=0)
+    assert len(out.y_true) == 4096
+    timed, work = seen[:-1], seen[-1:]
+    assert len(timed) == 8 and set(timed) == {64} and work == [4096]

@@ -160,6 +160,9 @@ def convolutional(model) -> bool:
     return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
+PROBE_ROWS = 32  # the fewest rows `threads: auto` times a model on
+
+
 def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, device: torch.device, *,
                    workers: int | str = "auto", precision: str = "fp32", threads: int | str = "auto",
                    note: Callable[[str], None] | None = None,
@@ -171,6 +174,8 @@ def evaluate_split(model, loss_fn, split, task: str, batch_size: int | str, devi
     batches = Batches(split, task, device, batch_size, workers=workers, memory_format=memory_format, weights=weights)
     with inference(model), torch.no_grad():
         first = next(iter(batches.epoch(0)), (None, None))[0]
+        if first is not None:  # the timing (8 runs) costs at most ~1/8 of the split's own work
+            first = first[:max(PROBE_ROWS, min(len(first), batches.n // 64))]
         chosen = choose_inference_threads(threads, device, lambda: first is not None and model(first))
     if note is not None:
         note(chosen.line())
