@@ -16,9 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .. import runs
-from ..errors import RunError
-
-RUN_FILE = "mlflow.json"  # in the study folder: the study's parent run
+from ..engine.tracking import RUN_FILE, read_run_file  # mlflow.json, in the study folder: its parent run
 
 
 def mlflow_entry(base: dict) -> dict | None:
@@ -109,15 +107,10 @@ def _bare_child(parent, tags: dict[str, str]) -> None:
 
 
 def _read(study_dir: Path) -> dict | None:
-    path = Path(study_dir) / RUN_FILE
-    if not path.is_file():
-        return None
-    try:
-        known = runs.read_json(path)
-    except RunError:
-        return None
-    keys = ("uri", "experiment", "experiment_id", "run_id")
-    return known if all(isinstance(known.get(k), str) for k in keys) else None
+    """The study folder's mlflow.json (the same file name and checks as a run directory's), or None."""
+    known = read_run_file(study_dir)
+    keys = ("experiment", "experiment_id")
+    return known if known is not None and all(isinstance(known.get(k), str) for k in keys) else None
 
 
 def _reason(exc: BaseException) -> str:
