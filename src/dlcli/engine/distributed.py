@@ -334,12 +334,8 @@ def stopped_peers(folder) -> int | None:
     stopped it (a launcher passing SIGTERM on reaches the ranks one by one); None otherwise."""
     from pathlib import Path
 
-    if _group is None:
-        return None
-    host, signums = socket.gethostname(), []
-    for r, (peer_host, pid) in enumerate(_group.peers):
-        if r == _group.rank or peer_host != host or _alive(pid):
-            continue
+    signums = []
+    for r, _ in _gone():
         try:
             signums.append(int((Path(folder) / LOGS / f"rank{r}.stopped").read_text()))
         except (OSError, ValueError):
@@ -349,14 +345,16 @@ def stopped_peers(folder) -> int | None:
 
 def lost_ranks() -> list[str]:
     """Ranks on this host whose process has gone (killed, crashed): why the others stopped."""
+    return [f"rank {r} (pid {pid})" for r, pid in _gone()]
+
+
+def _gone() -> list[tuple[int, int]]:
+    """(rank, pid) of the other ranks on this host whose process has gone."""
     if _group is None:
         return []
     host = socket.gethostname()
-    gone = []
-    for r, (peer_host, pid) in enumerate(_group.peers):
-        if r != _group.rank and peer_host == host and not _alive(pid):
-            gone.append(f"rank {r} (pid {pid})")
-    return gone
+    return [(r, pid) for r, (peer_host, pid) in enumerate(_group.peers)
+            if r != _group.rank and peer_host == host and not _alive(pid)]
 
 
 def _alive(pid: int) -> bool:
