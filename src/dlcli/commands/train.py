@@ -179,11 +179,11 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         every = [*standard, OnEpochEnd(count_epoch), *tracking_callbacks(cfg, folder, warn), *callbacks]
         state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
+        distributed.hold_signals()  # a launcher that stops the ranks must not cut this, or run.json's writing, short
         lost = distributed.failure(exc)  # another rank died or stopped answering: the run failed
-        distributed.hold_signals()  # a launcher that stops the ranks must not cut run.json's writing short
-        if lost and not stopped and (signum := distributed.stopped_peers(folder)) is not None:
-            stopped.append(signum)  # the launcher's SIGTERM reached a rank that left before this one saw it
-            lost = None
+        if lost and (signum := distributed.stopped_peers(folder)) is not None:
+            lost = None  # the launcher's SIGTERM reached a rank that left before this one saw it: stopped, not failed
+            stopped[:] = stopped or [signum]
         if stopped and lost is None:  # Ctrl-C or SIGTERM, or what they broke on their way (a data worker killed with us)
             finish("interrupted", message=f"stopped by {signal.Signals(stopped[0]).name}; continue with dlcli "
                                           f"train --resume {folder}")
@@ -221,10 +221,11 @@ def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | Non
         state = fit(setup, dev, every, resume_from=folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None,
                     changes=changed)
     except BaseException as exc:
-        lost = distributed.failure(exc)
         distributed.hold_signals()  # the launcher stops every rank once one has died: let run.json be written
+        lost = distributed.failure(exc)
+        if stopped:
+            distributed.note_stopped(folder, stopped[0])  # for rank 0, whose next collective fails without us
         if stopped and lost is None:
-            distributed.note_stopped(folder, stopped[0])
             raise Stopped(stopped[0], folder) from None
         if lost:
             _fail_for_rank_zero(folder, lost)

@@ -330,17 +330,20 @@ def note_stopped(folder, signum: int) -> None:
 
 
 def stopped_peers(folder) -> int | None:
-    """The signal that stopped the ranks that have gone, when every one of them left a note that a signal
-    stopped it (a launcher passing SIGTERM on reaches the ranks one by one); None otherwise."""
+    """The signal that stopped the other ranks, when one of them left a note that a signal stopped it and
+    every one that has gone left one (a launcher passing SIGTERM on reaches the ranks one by one); None
+    when a rank went without a word (killed, crashed) or none was stopped."""
     from pathlib import Path
 
-    signums = []
-    for r, _ in _gone():
+    signums = {}
+    for r in range(_group.size if _group is not None else 0):
         try:
-            signums.append(int((Path(folder) / LOGS / f"rank{r}.stopped").read_text()))
+            signums[r] = int((Path(folder) / LOGS / f"rank{r}.stopped").read_text())
         except (OSError, ValueError):
-            return None
-    return signums[0] if signums else None
+            pass
+    if not signums or any(r not in signums for r, _ in _gone()):
+        return None
+    return next(iter(signums.values()))
 
 
 def lost_ranks() -> list[str]:
@@ -434,6 +437,7 @@ def log_to(folder) -> None:
     logs = Path(folder) / LOGS
     try:
         logs.mkdir(exist_ok=True)
+        (logs / f"rank{_group.rank}.stopped").unlink(missing_ok=True)  # an earlier attempt's: not this one's
         fd = os.open(logs / f"rank{_group.rank}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     except OSError as exc:
         from ..runs.files import os_reason
