@@ -46,7 +46,6 @@ from .tune_checks import (  # noqa: F401
     spent_seconds,
     tune_config,
 )
-from .tune_tracking import finish_parent, parent_run
 
 TUNE_DIR = "tune"  # runs/tune/<study>/
 JOURNAL = "journal.log"
@@ -476,7 +475,8 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
 
 
 def _tune(cfg: Config, runs_root, new: bool, progress, spawned: Spawned | None) -> TuneResult:
-    from ..engine.threads import cores
+    from ..engine.threads import cores  # torch: only once the workers are spawned, whose imports overlap ours
+    from .tune_tracking import finish_parent, parent_run
 
     tc = cfg.tune
     check_objective(cfg)
