@@ -126,6 +126,23 @@ def test_batches_serve_the_samples_rows_in_the_same_order(csv, tmp_path):
     np.testing.assert_allclose(yb[:, 0].numpy(), xb[:, 1].numpy() * 2, rtol=1e-5)
 
 
+def test_a_worker_sends_batches_in_groups_that_cut_into_the_same_batches(csv, monkeypatch):
+    """transfers(): a DataLoader worker sends k batches as one (one shared-memory hand-over, not k); ungrouped
+    cuts them into the batches batches() serves, with a DataLoader worker in between as in training."""
+    monkeypatch.setattr(stream, "TRANSFER_ROWS", 200)
+    train = streamed(path=csv, target="y").splits["train"]
+    train.set_epoch(1)
+    want = list(train.batches(64))
+    sent = train.batches(64).transfers()
+    assert sent.per_transfer == 3 and [len(g[0]) for g in sent] == [192] * (N // 192) + [N % 192]
+    assert train.batches(10).transfers().prefetch == 2  # two transfers ahead: at least two parts (100 rows)
+    loader = Batches(train, "multiclass", torch.device("cpu"), 64, shuffle=True, workers=1)
+    got = list(loader.epoch(1))
+    assert [len(xb) for xb, _ in got] == [len(xb) for xb, _ in want] and len(got) == len(loader)
+    for (xb, yb), (wx, wy) in zip(got, want, strict=True):
+        assert torch.equal(xb, wx) and torch.equal(yb, wy)
+
+
 def test_a_parquet_row_group_is_converted_in_parts_with_its_row_numbers(csv, tmp_path):
     table().to_parquet(tmp_path / "t.parquet", index=False)  # one row group of all 1500 rows
     ds = streamed(path=str(tmp_path / "t.parquet"), target="y", split={"test": 0.2})

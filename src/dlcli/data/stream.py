@@ -55,6 +55,7 @@ from .tables.weights import apply_negative, check_weight_column, negative_note, 
 
 MEMORY_SHARE = 0.5  # stream: auto streams tables whose float32 features exceed this share of free memory
 CHUNK_BYTES = 8 << 20  # float32 feature bytes per chunk (csv, npy, HDF5, ROOT; parquet uses row groups)
+TRANSFER_ROWS = 16384  # rows a DataLoader worker sends at a time (TableStream.transfers)
 SPLITS = ("train", "val", "test")  # split codes 0, 1, 2
 
 
@@ -351,6 +352,7 @@ class TableStream(IterableDataset):
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.index = {c: i for i, c in enumerate(spec.classes)} if spec.classes is not None else None
         self.batch_size: int | None = None  # None: one sample at a time; see batches()
+        self.per_transfer = 1  # batches a DataLoader worker sends as one; see transfers()
         self.shard = (0, 1)  # data-parallel training: (rank, world size); see sharded()
         self.class_factors: np.ndarray | None = None  # train.class_weight: a factor per class id; see weighed()
 
@@ -446,6 +448,17 @@ class TableStream(IterableDataset):
         view.batch_size = batch_size
         return view
 
+    def transfers(self) -> TableStream:
+        """These batches sent from a DataLoader worker `per_transfer` at a time, as one tensor a field of
+        per_transfer x batch_size rows; `ungrouped` cuts them into the same batches again.
+
+        Each tensor a worker sends is a round trip to it (torch passes the shared memory's file descriptor
+        over a socket), which waits for the worker's GIL while it parses the next part: 2.6 ms a batch of
+        1024 rows, more than the FFNN's step (benchmarks/RESULTS.md, 2026-12-03)."""
+        view = copy.copy(self)
+        view.per_transfer = max(1, TRANSFER_ROWS // (self.batch_size or TRANSFER_ROWS))
+        return view
+
     def chunks(self) -> int:
         """The chunks this split is read in, over all its files."""
         return sum(len(plan.chunks) for plan in self.plans if self._serves(plan))
@@ -459,10 +472,11 @@ class TableStream(IterableDataset):
 
     @property
     def prefetch(self) -> int:
-        """Batches a DataLoader worker may run ahead (its prefetch_factor): two parts' worth, so it reads and
+        """Batches (or transfers of them) a DataLoader worker may run ahead (its prefetch_factor): two parts' worth, so it reads and
         parses the next part while training consumes this one. Four batches, torch's usual, left
         training waiting ~0.1 s at every csv chunk (1.6x the in-memory epoch on an idle machine)."""
-        return max(4, 2 * -(-self.part_rows // (self.batch_size or 1)))
+        rows = (self.batch_size or 1) * self.per_transfer
+        return max(2 if self.per_transfer > 1 else 4, 2 * -(-self.part_rows // rows))
 
     def __iter__(self):
         pieces = self._pieces()
@@ -470,7 +484,7 @@ class TableStream(IterableDataset):
             for piece in pieces:
                 yield from _samples(*piece)
         else:
-            yield from _batched(pieces, self.batch_size)
+            yield from _batched(pieces, self.batch_size * self.per_transfer)
 
     def _pieces(self):
         """The rows this worker serves in an epoch, as consecutive (x, y) or (x, y, w) arrays, in serving order."""
@@ -533,6 +547,12 @@ class TableStream(IterableDataset):
         if self.class_factors is not None:
             w = w * self.class_factors[y]
         return x, y, w
+
+
+def ungrouped(transfers, batch_size: int):
+    """The batches of `batch_size` rows in each transfer (TableStream.transfers): every batch full but the last."""
+    for group in transfers:
+        yield from zip(*(t.split(batch_size) for t in group))
 
 
 def _batched(pieces, size: int):

@@ -186,11 +186,11 @@ class Batches:
         if self.loader is None:
             # A streamed table serves whole batches (TableStream.batches): no per-sample collation.
             whole = hasattr(self.dataset, "batches")
-            dataset = self.dataset.batches(self.batch_size) if whole else self.dataset
+            dataset = self.dataset.batches(self.batch_size).transfers() if whole else self.dataset
             sharded = {}
             if self.shard is not None and whole and self.dataset.chunks() >= self.shard[1]:
                 # each rank reads its own chunks, in batches of its part of the global batch
-                dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1])
+                dataset = self.dataset.sharded(*self.shard).batches(self.batch_size // self.shard[1]).transfers()
             elif self.shard is not None and not iterable:  # each rank reads its part of every global batch
                 sharded = {"batch_sampler": _ShardSampler(self)}
             self.loader = DataLoader(
@@ -200,12 +200,17 @@ class Batches:
                 persistent_workers=self.workers > 0, generator=None if sharded else self.generator,
                 prefetch_factor=getattr(dataset, "prefetch", 4) if self.workers > 0 else None,
             )
+        source = self.loader
+        if getattr(source.dataset, "per_transfer", 1) > 1:  # a streamed table's worker sends batches in groups
+            from ..data.stream import ungrouped
+
+            source = ungrouped(source, source.dataset.batch_size)
         if self.shard is None or not iterable:
-            loaded = self.loader
+            loaded = source
         elif self.loader.dataset.shard == (0, 1):  # fewer chunks than ranks: each rank cuts every global batch
-            loaded = self._cut(self.loader)
+            loaded = self._cut(source)
         else:
-            loaded = _even(self.loader, self.device)
+            loaded = _even(source, self.device)
         for xb, yb, *wb in loaded:  # wb: [w] from a weighted streamed table
             xb = xb.to(self.device, non_blocking=True)
             if self.memory_format is not torch.contiguous_format and xb.ndim == 4:
