@@ -437,9 +437,9 @@ model:
 loss: binary_crossentropy
 optimizer: {name: adam, lr: 0.0005}
 schedule: cosine
-train: {epochs: 40, batch_size: 4, device: cpu}
+train: {epochs: 12, batch_size: 4, device: cpu}
 """
-LONG_EPOCHS = 40
+LONG_EPOCHS = 12
 
 
 @pytest.fixture(scope="module")
