@@ -130,12 +130,13 @@ def test_a_worker_sends_batches_in_groups_that_cut_into_the_same_batches(csv, mo
     """transfers(): a DataLoader worker sends k batches as one (one shared-memory hand-over, not k); ungrouped
     cuts them into the batches batches() serves, with a DataLoader worker in between as in training."""
     monkeypatch.setattr(stream, "TRANSFER_ROWS", 200)
-    train = streamed(path=csv, target="y").splits["train"]
+    assert streamed(path=csv, target="y").splits["train"].batches(64).transfers().per_transfer == 1  # parts: 100 rows
+    train = streamed(path=csv, target="y", chunk_rows=500).splits["train"]
     train.set_epoch(1)
     want = list(train.batches(64))
     sent = train.batches(64).transfers()
     assert sent.per_transfer == 3 and [len(g[0]) for g in sent] == [192] * (N // 192) + [N % 192]
-    assert train.batches(10).transfers().prefetch == 2  # two transfers ahead: at least two parts (100 rows)
+    assert sent.prefetch == 6  # two parts (500 rows) ahead, in transfers of 192
     loader = Batches(train, "multiclass", torch.device("cpu"), 64, shuffle=True, workers=1)
     got = list(loader.epoch(1))
     assert [len(xb) for xb, _ in got] == [len(xb) for xb, _ in want] and len(got) == len(loader)

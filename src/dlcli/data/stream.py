@@ -449,14 +449,15 @@ class TableStream(IterableDataset):
         return view
 
     def transfers(self) -> TableStream:
-        """These batches sent from a DataLoader worker `per_transfer` at a time, as one tensor a field of
-        per_transfer x batch_size rows; `ungrouped` cuts them into the same batches again.
+        """These batches sent from a DataLoader worker `per_transfer` at a time (up to TRANSFER_ROWS rows, at most a
+        part's), as one tensor a field; `ungrouped` cuts them into the same batches again.
 
         Each tensor a worker sends is a round trip to it (torch passes the shared memory's file descriptor
         over a socket), which waits for the worker's GIL while it parses the next part: 2.6 ms a batch of
         1024 rows, more than the FFNN's step (benchmarks/RESULTS.md, 2026-12-03)."""
         view = copy.copy(self)
-        view.per_transfer = max(1, TRANSFER_ROWS // (self.batch_size or TRANSFER_ROWS))
+        rows = min(TRANSFER_ROWS, self.part_rows)  # no more than a part: a wide table's parts are kept small
+        view.per_transfer = max(1, rows // (self.batch_size or rows))
         return view
 
     def chunks(self) -> int:
