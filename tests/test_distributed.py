@@ -233,6 +233,40 @@ def test_the_launchers_environment():
     assert first_host("gpu[03-04,07],cpu1") == "gpu03" and first_host("node7") == "node7"
 
 
+def test_a_stop_is_told_from_a_failure_only_by_notes_of_this_attempt(tmp_path, monkeypatch):
+    """Without processes: rank 0 reads the run as stopped (a signal) only when every rank it saw go, and every
+    rank on another host (which it cannot see), left a note; an earlier attempt's notes are cleared first."""
+    import socket
+
+    from dlcli.engine import distributed as d
+
+    here = socket.gethostname()
+    dead = 2**22 + 12345  # no such pid: pid_max is at most 2**22
+    logs = tmp_path / d.LOGS
+    logs.mkdir()
+
+    def group(rank, peers):
+        monkeypatch.setattr(d, "_group", d.Group(d.World(rank, len(peers), rank, "torchrun"), "gloo", 5.0, peers))
+
+    group(0, [(here, os.getpid()), (here, dead), (here, os.getpid())])
+    assert d.stopped_peers(tmp_path) is None  # rank 1 went without a word
+    (logs / "rank1.stopped").write_text("15\n")
+    assert d.stopped_peers(tmp_path) == 15
+    (logs / "rank2.stopped").write_text("15\n")
+    d.clear_notes(tmp_path)  # rank 0 starting an attempt: none of these notes is this attempt's
+    assert not list(logs.glob("*.stopped")) and d.stopped_peers(tmp_path) is None
+
+    group(0, [(here, os.getpid()), ("elsewhere", 42), (here, dead)])
+    (logs / "rank2.stopped").write_text("15\n")
+    assert d.stopped_peers(tmp_path) is None  # rank 1's host cannot be seen: it may have crashed
+    (logs / "rank1.stopped").write_text("15\n")
+    assert d.stopped_peers(tmp_path) == 15
+
+    group(1, [(here, os.getpid()), (here, os.getpid())])
+    d.clear_notes(tmp_path)  # only rank 0 clears
+    assert len(list(logs.glob("*.stopped"))) == 2
+
+
 def test_each_rank_reads_its_own_chunks_files_and_validation_rows(tmp_path):
     """Sharding without processes: the ranks' shares of a streamed table's chunks (train and val) and of an
     image folder's files (a map-style Dataset) are disjoint, cover the split, and give equal step counts."""

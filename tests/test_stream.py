@@ -139,6 +139,7 @@ def test_a_worker_sends_batches_in_groups_that_cut_into_the_same_batches(csv, mo
     assert sent.prefetch == 6  # two parts (500 rows) ahead, in transfers of 192
     loader = Batches(train, "multiclass", torch.device("cpu"), 64, shuffle=True, workers=1)
     got = list(loader.epoch(1))
+    assert loader.loader.dataset.per_transfer == 3  # the worker sent groups, which were cut again
     assert [len(xb) for xb, _ in got] == [len(xb) for xb, _ in want] and len(got) == len(loader)
     for (xb, yb), (wx, wy) in zip(got, want, strict=True):
         assert torch.equal(xb, wx) and torch.equal(yb, wy)

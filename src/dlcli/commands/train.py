@@ -166,6 +166,7 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
 
     checkpoint = folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None
     def start() -> None:
+        distributed.clear_notes(folder)
         runs.write_json(folder / runs.RUN_INFO, info)
         runs.write_yaml(folder / runs.CONFIG, cfg.resolved())
         _write_data_files(folder, setup)
@@ -179,7 +180,7 @@ def _train(folder: Path, cfg: Config, setup: Setup, dev, info: dict, changed: Ch
         every = [*standard, OnEpochEnd(count_epoch), *tracking_callbacks(cfg, folder, warn), *callbacks]
         state = fit(setup, dev, every, resume_from=checkpoint, changes=changed)
     except BaseException as exc:
-        distributed.hold_signals()  # a launcher that stops the ranks must not cut this, or run.json's writing, short
+        _hold_signals()  # a launcher that stops the ranks must not cut this, or run.json's writing, short
         lost = distributed.failure(exc)  # another rank died or stopped answering: the run failed
         if lost and (signum := distributed.stopped_peers(folder)) is not None:
             lost = None  # the launcher's SIGTERM reached a rank that left before this one saw it: stopped, not failed
@@ -221,7 +222,7 @@ def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | Non
         state = fit(setup, dev, every, resume_from=folder / runs.CHECKPOINTS / "last.pt" if changed is not None else None,
                     changes=changed)
     except BaseException as exc:
-        distributed.hold_signals()  # the launcher stops every rank once one has died: let run.json be written
+        _hold_signals()  # the launcher stops every rank once one has died: let run.json be written
         lost = distributed.failure(exc)
         if stopped:
             distributed.note_stopped(folder, stopped[0])  # for rank 0, whose next collective fails without us
@@ -235,6 +236,16 @@ def _follow(folder: Path, cfg: Config, setup: Setup, dev, changed: Changes | Non
     return TrainResult(folder, "completed", state.epoch, state.best_epoch, state.best_value, monitored(setup),
                        state.stopped_early, dict(state.history[-1]) if state.history else {},
                        [dict(row) for row in state.history])
+
+
+def _hold_signals() -> None:
+    """A rank on its way out ignores stop signals from here on. The first one may come while this is being
+    set up: its handler has recorded it (the `stopped` list), and its Stopped must not cut the rank's
+    report short."""
+    try:
+        distributed.hold_signals()
+    except Stopped:
+        distributed.hold_signals()
 
 
 def _fail_for_rank_zero(folder: Path, message: str) -> None:

@@ -454,7 +454,11 @@ class TableStream(IterableDataset):
 
         Each tensor a worker sends is a round trip to it (torch passes the shared memory's file descriptor
         over a socket), which waits for the worker's GIL while it parses the next part: 2.6 ms a batch of
-        1024 rows, more than the FFNN's step (benchmarks/RESULTS.md, 2026-12-03)."""
+        1024 rows, more than the FFNN's step (benchmarks/RESULTS.md, 2026-12-03).
+
+        With several workers the DataLoader takes a transfer from each in turn, so training sees up to
+        `per_transfer` batches of one worker, then of the next: the same batches as before, in an order
+        that is as seeded as before but interleaves the workers' shuffled streams more coarsely."""
         view = copy.copy(self)
         rows = min(TRANSFER_ROWS, self.part_rows)  # no more than a part: a wide table's parts are kept small
         view.per_transfer = max(1, rows // (self.batch_size or rows))

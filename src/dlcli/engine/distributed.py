@@ -329,19 +329,35 @@ def note_stopped(folder, signum: int) -> None:
         pass  # then rank 0 reports the run failed: still resumable from its last checkpoint
 
 
+def clear_notes(folder) -> None:
+    """Rank 0, before the other ranks may start: an earlier attempt's stopped notes are not this one's (a
+    rank that crashes before it reaches its own log must not read as stopped)."""
+    from pathlib import Path
+
+    if _group is None or _group.rank != 0:
+        return
+    for note in (Path(folder) / LOGS).glob("rank*.stopped"):
+        note.unlink(missing_ok=True)
+
+
 def stopped_peers(folder) -> int | None:
     """The signal that stopped the other ranks, when one of them left a note that a signal stopped it and
     every one that has gone left one (a launcher passing SIGTERM on reaches the ranks one by one); None
-    when a rank went without a word (killed, crashed) or none was stopped."""
+    when a rank went without a word (killed, crashed) or none was stopped. A rank on another host cannot
+    be seen to go, so it counts as stopped only with a note of its own (on a shared run folder)."""
     from pathlib import Path
 
+    if _group is None:
+        return None
     signums = {}
-    for r in range(_group.size if _group is not None else 0):
+    for r in range(_group.size):
         try:
             signums[r] = int((Path(folder) / LOGS / f"rank{r}.stopped").read_text())
         except (OSError, ValueError):
             pass
-    if not signums or any(r not in signums for r, _ in _gone()):
+    host = socket.gethostname()
+    unseen = {r for r, (peer_host, _) in enumerate(_group.peers) if r != _group.rank and peer_host != host}
+    if not signums or any(r not in signums for r in unseen | {r for r, _ in _gone()}):
         return None
     return next(iter(signums.values()))
 
