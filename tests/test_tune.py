@@ -216,6 +216,30 @@ def test_two_workers_best_and_refusals(two_worker_study):
     assert done.counts == {"complete": 4} and done.best["number"] == int(best["number"])
 
 
+@pytest.mark.timeout(60)
+def test_workers_start_before_the_checks_and_end_when_they_refuse(tmp_path, monkeypatch):
+    """The file's tune.workers is read before the config is checked (the checks import torch), so the workers'
+    imports overlap them; a config the checks refuse ends those workers at once, before they have a plan."""
+    import multiprocessing
+
+    from dlcli.commands import tune as study
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    two = {"objective": "val_accuracy", "workers": 2, "space": {"optimizer.lr": {"type": "float", "low": 1e-3,
+                                                                                "high": 1e-2}}}
+    path = config(tmp_path, two)
+    assert study.early_workers(path) == 2 and study.early_workers(path, ["tune.workers=3"]) == 3
+    assert study.early_workers(path, ["tune.workers=64"]) == 1  # above the cores: spawned once checked, if valid
+    assert study.early_workers(path, ["tune.workers=two"]) == 1 and study.early_workers(tmp_path / "no.yaml") == 1
+    bad = config(tmp_path, two, name="bad.yaml", optimizer={"name": "adam", "lr": -1.0})
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        study.tune(bad, runs_root=tmp_path / "runs")
+    assert "optimizer.lr" in str(exc.value)
+    assert multiprocessing.active_children() == []  # the spawned worker was stopped and reaped
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "runs").exists()
+
+
 # ---- pruning a bad learning rate, in process ------------------------------------------------------------
 
 @pytest.mark.slow

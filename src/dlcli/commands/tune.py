@@ -295,7 +295,7 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
                     trial = study.ask()
                     trial.set_user_attr("worker", me)
             if trial is None:
-                time.sleep(0.5)  # the last trials are running elsewhere: one may yet be killed and need us
+                time.sleep(0.1)  # the last trials are running elsewhere: one may yet be killed and need us
                 continue
             outcome = run_trial(study, trial, plan, lambda number, params, resumes: say(
                 {"event": "start", "number": number, "params": params, "resumes": resumes, "worker": worker}))
@@ -374,17 +374,25 @@ class Spawned:
 
         ctx = mp.get_context("spawn")
         self.events, self.plans = ctx.Queue(), ctx.Queue()
+        self.started = False
         self.procs = [ctx.Process(target=_worker_main, args=(i, self.plans, self.events), daemon=True)
                       for i in range(1, n + 1)]
         for p in self.procs:
             p.start()
 
     def start(self, plan: Plan) -> None:
+        self.started = True
         for _ in self.procs:
             self.plans.put(plan)
 
     def cancel(self) -> None:
-        """The study did not start (bad input): the workers end."""
+        """The study did not start (bad input), or is over: the workers end. Before they have their plan they
+        are only importing, and are stopped at once."""
+        if not self.started:
+            for p in self.procs:
+                p.kill()
+                p.join()
+            return
         for _ in self.procs:
             self.plans.put(None)
         for p in self.procs:
@@ -413,7 +421,7 @@ def _relay(procs, events, say: Callable[[dict], None]) -> None:
 
     while any(p.is_alive() for p in procs) or not events.empty():
         try:
-            say(events.get(timeout=0.2))
+            say(events.get(timeout=0.1))
         except queues.Empty:
             pass
         except (EOFError, OSError):
@@ -459,19 +467,40 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
     ({"event": "start"|"end"|"recovered"|"gave_up"|"error", ...}), from the process that runs the study.
     A changed space, objective or base config of an existing study raises ConfigError (exit 2).
     """
-    cfg = tune_config(config, overrides)
-    tc = cfg.tune
-    if n_trials is not None:
-        tc.n_trials = n_trials
-    if workers is not None:
-        tc.workers = workers
-    spawned = Spawned(tc.workers - 1) if tc.workers > 1 else None
+    early = workers or early_workers(config, overrides)
+    spawned = Spawned(early - 1) if early > 1 else None  # before the config's checks import torch (1-2 s)
     try:
+        cfg = tune_config(config, overrides)
+        tc = cfg.tune
+        if n_trials is not None:
+            tc.n_trials = n_trials
+        if workers is not None:
+            tc.workers = workers
+        if tc.workers != early:  # the file said otherwise than its checked values do
+            if spawned is not None:
+                spawned.cancel()
+            spawned = Spawned(tc.workers - 1) if tc.workers > 1 else None
         return _tune(cfg, runs_root, new, progress, spawned)
     except BaseException:
         if spawned is not None:
             spawned.cancel()
         raise
+
+
+def early_workers(config: str | Path | Config, overrides=()) -> int:
+    """The study's `tune.workers` from the config as read, before its checks (1 where it cannot be told, and
+    at most the core count, so that a config about to be refused starts no crowd of processes)."""
+    if isinstance(config, Config):
+        return config.tune.workers if config.tune is not None else 1
+    from ..config.load import read_config
+    from ..errors import ConfigError
+
+    try:
+        tc = read_config(config, overrides).get("tune")
+    except ConfigError:
+        return 1  # the checks say why
+    n = tc.get("workers") if isinstance(tc, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= (os.cpu_count() or 1) else 1
 
 
 def _tune(cfg: Config, runs_root, new: bool, progress, spawned: Spawned | None) -> TuneResult:

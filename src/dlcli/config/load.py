@@ -16,19 +16,30 @@ from .schema import Config, knows
 
 def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and check a config; raise ConfigError listing every problem found."""
+    raw, lines, from_cli, file = _read(source, overrides)
+    cfg = check(raw, lines, from_cli, str(file) if file else None)
+    if file is not None:
+        cfg.came_from(file, lines)
+    absolutize_paths(cfg)
+    return cfg
+
+
+def read_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The config's mapping as read and overridden, before any check: for a command that starts processes
+    before the checks import torch (for the layers' names), as `dlcli tune` its workers. Only a hint:
+    nothing in it has been checked. Raises ConfigError as load_config does for an unreadable file."""
+    return _read(source, overrides)[0]
+
+
+def _read(source, overrides) -> tuple[dict, dict, dict, Path | None]:
     if isinstance(source, dict):
         raw, lines, file = source, {}, None
     else:
         file = Path(source)
         raw, lines = read_yaml(file, knows)
-    label = str(file) if file else None
     raw, lines = keras_model(raw, lines)
-    raw, from_cli = apply_overrides(raw, overrides, label, knows)
-    cfg = check(raw, lines, from_cli, label)
-    if file is not None:
-        cfg.came_from(file, lines)
-    absolutize_paths(cfg)
-    return cfg
+    raw, from_cli = apply_overrides(raw, overrides, str(file) if file else None, knows)
+    return raw, lines, from_cli, file
 
 
 def absolutize_paths(cfg: Config) -> None:
