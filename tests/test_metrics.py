@@ -56,6 +56,37 @@ def test_binary_scores_from_one_byte_predictions_equal_scikit_learns(name):
     assert compute([name], out)[name] == pytest.approx(expected, abs=1e-15)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("task, classes", [("binary", 2), ("multiclass", 2), ("multiclass", 7)])
+def test_precision_recall_f1_equal_scikit_learns(task, classes, weighted):
+    """The confusion-matrix counts against scikit-learn's scores (zero_division=0), with event weights of both
+    signs, a class that is never predicted and one that is absent from the split (macro: it counts as 0)."""
+    n = 997
+    y_true = RNG.integers(0, classes, n)
+    prob = RNG.random((n, classes)).astype(np.float32)
+    if classes > 2:
+        y_true[y_true == 3] = 4  # class 3: in no row
+        prob[:, 5] = 0  # class 5: never the most probable
+    out = Outputs(task, y_true.astype(np.uint8) if task == "binary" else y_true, prob / prob.sum(axis=1, keepdims=True),
+                  RNG.normal(1.0, 0.8, n) if weighted else None)
+    average, labels = ("binary", None) if task == "binary" else ("macro", list(range(classes)))
+    got = compute(["precision", "recall", "f1"], out)
+    for name in ("precision", "recall", "f1"):
+        expected = getattr(skm, f"{name}_score")(out.y_true, out.y_pred, average=average, labels=labels,
+                                                 sample_weight=out.weight, zero_division=0)
+        assert got[name] == pytest.approx(expected, rel=1e-12, abs=1e-15), name
+
+
+def test_precision_recall_f1_where_nothing_is_counted():
+    # nothing predicted positive, then no positive row: scikit-learn's zero_division=0 gives 0 (by hand too)
+    never = Outputs("binary", np.array([1, 0, 1], dtype=np.uint8), np.array([[0.9, 0.1]] * 3, dtype=np.float32))
+    assert compute(["precision", "recall", "f1"], never) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    none = Outputs("binary", np.array([0, 0], dtype=np.uint8), np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32))
+    assert compute(["precision", "recall", "f1"], none) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    empty = Outputs("multiclass", np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.float32))
+    assert all(np.isnan(v) for v in compute(["precision", "recall", "f1"], empty).values())
+
+
 def test_auc_of_two_softmax_classes_is_the_roc_of_class_1():
     # categorical_crossentropy over 2 softmax outputs is a multiclass task with two columns of scores;
     # scikit-learn's one-vs-rest refuses that shape, and its binary ROC of class 1 is the right answer

@@ -1,8 +1,8 @@
 """Metrics by name, computed on the whole split after each epoch.
 
-Accuracy, MSE, RMSE and MAE are one line of numpy each (tests check them against scikit-learn); the
-rest come from scikit-learn, imported at the first of them: a run with only those metrics never
-pays its import (memory and start-up time).
+Accuracy, MSE, RMSE and MAE are one line of numpy each, precision, recall and F1 a confusion matrix's
+bincount (tests check them all against scikit-learn); the rest come from scikit-learn, imported at the
+first of them: a run with only those metrics never pays its import (memory and start-up time).
 
 Classification metrics take class indices and probabilities; precision, recall and F1 are for the
 positive class (index 1) in a binary task and macro-averaged over classes in a multi-class one;
@@ -111,20 +111,41 @@ def accuracy(out: Outputs) -> float:
 @METRICS.register("precision", tasks=CLASSIFICATION)
 def precision(out: Outputs) -> float:
     """TP / (TP + FP): of the rows predicted positive, the share that are."""
-    return _skm().precision_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight,
-                               labels=_labels(out))
+    tp, predicted, true = _counts(out)
+    return _score(tp, predicted, out)
 
 
 @METRICS.register("recall", tasks=CLASSIFICATION)
 def recall(out: Outputs) -> float:
     """TP / (TP + FN): of the positive rows, the share predicted so."""
-    return _skm().recall_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight, labels=_labels(out))
+    tp, predicted, true = _counts(out)
+    return _score(tp, true, out)
 
 
 @METRICS.register("f1", "f1_score", tasks=CLASSIFICATION)
 def f1(out: Outputs) -> float:
-    """The harmonic mean of precision and recall."""
-    return _skm().f1_score(out.y_true, out.y_pred, average=out.average, zero_division=0, sample_weight=out.weight, labels=_labels(out))
+    """The harmonic mean of precision and recall: 2 TP / (2 TP + FP + FN)."""
+    tp, predicted, true = _counts(out)
+    return _score(2 * tp, predicted + true, out)
+
+
+def _counts(out: Outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: true positives, rows predicted as it, rows of it (sums of event weights with data.weight),
+    from the confusion matrix, one bincount. scikit-learn's precision_score and its kin give the same
+    (tests/test_metrics.py) at 40 times the cost, most of it checking its inputs: 45% of a quickstart epoch."""
+    classes = out.y_prob.shape[1]
+    cells = np.bincount(np.asarray(out.y_true, dtype=np.int64) * classes + out.y_pred, weights=out.weight,
+                        minlength=classes * classes).reshape(classes, classes).astype(np.float64)
+    return np.diag(cells), cells.sum(axis=0), cells.sum(axis=1)
+
+
+def _score(numerator: np.ndarray, denominator: np.ndarray, out: Outputs) -> float:
+    """The ratio for the positive class (binary), or its mean over the classes (macro); 0 where nothing is
+    counted (scikit-learn's zero_division=0), NaN for an empty split."""
+    if not len(out.y_pred):
+        return math.nan
+    ratio = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
+    return float(ratio[1] if out.task == "binary" else ratio.mean())
 
 
 @METRICS.register("auc", "roc_auc", "AUC", tasks=CLASSIFICATION)
@@ -208,10 +229,6 @@ def _skm():
     from sklearn import metrics
 
     return metrics
-
-
-def _labels(out: Outputs):
-    return None if out.task == "binary" else list(range(out.y_prob.shape[1]))
 
 
 REPORTED = {"rejection": "rejection@eff=0.5", "efficiency": "efficiency@rej=100"}  # as `evaluate` lists them
