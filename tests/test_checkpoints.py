@@ -2,6 +2,7 @@
 code when unpickled is refused by evaluate, predict and resume, without running it."""
 
 import pickle
+import random
 import shutil
 
 import numpy as np
@@ -74,13 +75,28 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_never_runs(run, tmp_pat
 
 
 def test_a_checkpoint_from_before_resumes(run, tmp_path):
-    # Checkpoints written before 2026-12-02 held numpy's RNG state as its own tuple of an array.
+    # Checkpoints written before 2026-12-02 held numpy's RNG state as its own tuple of an array, and before
+    # 2026-12-03 Python's as random.getstate()'s tuple of 625 ints.
     shutil.copytree(run, tmp_path / "run")
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     saved = torch.load(last, weights_only=True)
     saved["rng"]["numpy"] = np.random.get_state()
+    saved["rng"]["python"] = random.getstate()
     torch.save(saved, last)
     assert train(None, ["train.epochs=3"], resume=tmp_path / "run", progress=False).epochs == 3
+
+
+def test_the_python_rng_comes_back_exactly():
+    from dlcli.runs.checkpoint import restore_rng, rng_state
+
+    random.seed(11)
+    random.random()
+    generator = torch.Generator()
+    state = rng_state(generator)
+    assert isinstance(state["python"]["state"], torch.Tensor)  # one tensor, not 625 pickled ints
+    want = [random.random() for _ in range(5)]
+    restore_rng(state, generator)
+    assert [random.random() for _ in range(5)] == want
 
 
 def test_a_garbage_checkpoint_is_one_clear_error_naming_it(run, tmp_path):

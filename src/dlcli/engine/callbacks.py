@@ -79,12 +79,11 @@ class Checkpoint(Callback):
             self.save(training, "last.pt")
 
     def on_epoch_end(self, training, row):
-        if training.improved:
-            self.save(training, "best.pt")
-        self.save(training, "last.pt")
+        names = ("best.pt", "last.pt") if training.improved else ("last.pt",)  # the same bytes: serialized once
+        self.save(training, *names)
 
-    def save(self, training: Training, name: str) -> None:
-        save_checkpoint(self.folder / name, model=training.model, optimizer=training.optimizer,
+    def save(self, training: Training, *names: str) -> None:
+        save_checkpoint([self.folder / name for name in names], model=training.model, optimizer=training.optimizer,
                         schedule=training.schedule, grad_scaler=training.grad_scaler, state=vars(training.state),
                         generator=training.generator)
 
