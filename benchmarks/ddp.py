@@ -38,7 +38,7 @@ from bench import CNN_LAYERS, FFNN_LAYERS, WORKLOADS, make_data  # noqa: E402
 BATCH = {"ffnn": 256, "cnn": 128}
 
 
-def config(workload: str, data: Path, epochs: int) -> dict:
+def config(workload: str, data: Path, epochs: int, batch: int) -> dict:
     name, lr = WORKLOADS[workload]["optimizer"]
     return {
         "name": f"ddp-{workload}",
@@ -47,7 +47,7 @@ def config(workload: str, data: Path, epochs: int) -> dict:
         "model": {"layers": FFNN_LAYERS if workload == "ffnn" else CNN_LAYERS},
         "loss": "binary_crossentropy" if workload == "ffnn" else "categorical_crossentropy",
         "optimizer": {"name": name, "lr": lr},
-        "train": {"epochs": epochs, "batch_size": BATCH[workload], "device": "cpu", "threads": 1},
+        "train": {"epochs": epochs, "batch_size": batch, "device": "cpu", "threads": 1},
         "metrics": ["accuracy"],
     }
 
@@ -78,6 +78,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cnn-rows", type=int, default=20_000, help="CNN training images (default 20,000)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--batch", choices=["global", "per-process"], default="global",
+                        help="global: N processes share the batch (the same steps as 1 process, strong scaling); "
+                             "per-process: each process takes a whole batch, N times the rows a step (weak "
+                             "scaling, as Lightning's per-device batch_size)")
     args = parser.parse_args(argv)
     nprocs = [int(n) for n in args.nprocs.split(",")]
     workloads = ["ffnn", "cnn"] if args.workload == "both" else [args.workload]
@@ -91,19 +95,22 @@ def main(argv=None) -> int:
             data = folder / f"{workload}.npz"
             np.savez(data, x=x, y=y)
             epochs = args.epochs if workload == "ffnn" else args.cnn_epochs
-            cfg = folder / f"{workload}.yaml"
-            cfg.write_text(yaml.safe_dump(config(workload, data, epochs)))
+            batch = {n: BATCH[workload] * (n if args.batch == "per-process" else 1) for n in nprocs}
+            cfgs = {}
+            for n in nprocs:
+                cfgs[n] = folder / f"{workload}-{batch[n]}.yaml"
+                cfgs[n].write_text(yaml.safe_dump(config(workload, data, epochs, batch[n])))
             seconds: dict[int, list[float]] = {n: [] for n in nprocs}
             walls: dict[int, list[float]] = {n: [] for n in nprocs}
             for _ in range(args.repeats):
                 for n in nprocs:
-                    epoch_seconds, wall = run(cfg, n, folder)
+                    epoch_seconds, wall = run(cfgs[n], n, folder)
                     seconds[n].append(statistics.median(epoch_seconds[1:] or epoch_seconds))
                     walls[n].append(wall)
             base = min(seconds[nprocs[0]])
             for n in nprocs:
                 best = min(seconds[n])
-                results.append({"workload": workload, "batch": BATCH[workload], "rows": len(x), "nproc": n,
+                results.append({"workload": workload, "batch": batch[n], "rows": len(x), "nproc": n,
                                 "epoch_seconds": best, "rounds": seconds[n], "samples_per_s": len(x) / best,
                                 "wall_seconds": min(walls[n]), "speedup": base / best})
     print(f"{platform.machine()}, {os.cpu_count()} CPUs, 1 thread per process; epoch: median after the first, "

@@ -15,6 +15,9 @@ The lecture's FFNN (28-300-150-100-50-1, SGD, BCE) on random numbers, global bat
   ddp-hook       ddp-tuned with the allreduce comm hook (torch.distributed.algorithms.ddp_comm_hooks)
   manual         backward, then one all_reduce of the flattened gradients (what DDP does, by hand)
   local+ar       the step on 128 rows and a separate all_reduce of 73,051 floats, one after the other
+  local+ar1      the step on 128 rows, then an all_reduce of 1 float32: the ranks' meeting alone
+  spin+ar        1 ms of a Python busy loop (no torch), then the all_reduce of 73,051 floats
+  sleep+ar       1 ms asleep, then the all_reduce of 73,051 floats: after the threads went idle
 The machine is shared (2 cores, other sessions' work at once): run it under the CPU lock, and read
 the ratios within one run rather than the milliseconds across runs.
 """
@@ -146,9 +149,30 @@ def distributed(args) -> None:
             dist.all_reduce(grads)
         return timed(both, args.steps, barrier)
 
+    def case_local_then_one():
+        model = ffnn()
+        step = train_step(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y)
+
+        def both(i):
+            step(i)
+            dist.all_reduce(one)
+        return timed(both, args.steps, barrier)
+
+    def after(wait):
+        def both(i):
+            wait()
+            dist.all_reduce(grads)
+        return lambda: timed(both, args.steps, barrier)
+
+    def spin(seconds=1e-3):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
     cases = {"allreduce": case_allreduce, "ar-1float": case_allreduce_one, "local": case_local, "ddp": case_ddp(),
              "ddp-tuned": case_ddp(**tuned), "ddp-hook": case_ddp(hook=True, **tuned), "manual": case_manual,
-             "local+ar": case_local_then_allreduce}
+             "local+ar": case_local_then_allreduce, "local+ar1": case_local_then_one, "spin+ar": after(spin),
+             "sleep+ar": after(lambda: time.sleep(1e-3))}
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
         for name, case in cases.items():
