@@ -140,23 +140,16 @@ def distributed(args) -> None:
             opt.step()
         return timed(step, args.steps, barrier)
 
-    def case_local_then_allreduce():
-        model = ffnn()
-        step = train_step(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y)
+    def case_local_then(tensor):
+        def run():
+            model = ffnn()
+            step = train_step(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y)
 
-        def both(i):
-            step(i)
-            dist.all_reduce(grads)
-        return timed(both, args.steps, barrier)
-
-    def case_local_then_one():
-        model = ffnn()
-        step = train_step(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y)
-
-        def both(i):
-            step(i)
-            dist.all_reduce(one)
-        return timed(both, args.steps, barrier)
+            def both(i):
+                step(i)
+                dist.all_reduce(tensor)
+            return timed(both, args.steps, barrier)
+        return run
 
     def after(wait):
         def both(i):
@@ -171,7 +164,7 @@ def distributed(args) -> None:
 
     cases = {"allreduce": case_allreduce, "ar-1float": case_allreduce_one, "local": case_local, "ddp": case_ddp(),
              "ddp-tuned": case_ddp(**tuned), "ddp-hook": case_ddp(hook=True, **tuned), "manual": case_manual,
-             "local+ar": case_local_then_allreduce, "local+ar1": case_local_then_one, "spin+ar": after(spin),
+             "local+ar": case_local_then(grads), "local+ar1": case_local_then(one), "spin+ar": after(spin),
              "sleep+ar": after(lambda: time.sleep(1e-3))}
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
