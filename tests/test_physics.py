@@ -209,3 +209,21 @@ def test_a_bad_weight_column_is_an_exit_2_error_naming_column_and_file(tmp_path,
     line = result.output.strip().splitlines()[-1]
     assert line.startswith("error: ") and "line 1: data.weight:" in line and str(file) in line, line
     assert message in " ".join(result.output.split()), result.output
+
+
+def test_a_figure_of_merit_is_one_name_from_metrics_csv_to_early_stopping_and_evaluate():
+    """`ams` is logged as `val_ams@b_reg=10`: monitor: val_ams means that column, and evaluate names it so."""
+    cfg = load_config({"data": {"dataset": "breast_cancer"}, "model": [{"type": "dense", "units": 1,
+                                                                       "activation": "sigmoid"}],
+                       "loss": "bce", "metrics": ["ams", "rejection"],
+                       "train": {"early_stopping": {"monitor": "val_ams", "patience": 2}}})
+    assert cfg.metric_names == ["ams@b_reg=10", "rejection@eff=0.5"]
+    assert cfg.train.early_stopping.monitor == "val_ams@b_reg=10"
+    assert METRICS.column("val_rejection") == "val_rejection@eff=0.5" and METRICS.column("val_auc") == "val_auc"
+    assert METRICS.column("val_ams@b_reg=5") == "val_ams@b_reg=5" and METRICS.column("loss") == "loss"
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    out = Outputs("binary", y.astype(np.uint8), np.stack([1 - p, p], axis=1), rng.exponential(1.0, 200))
+    names = report(out, ["efficiency@rej=5"])["metrics"]
+    assert "ams@b_reg=10" in names and "ams" not in names and "efficiency@rej=5" in names

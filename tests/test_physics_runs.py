@@ -268,3 +268,36 @@ def test_streamed_weights_are_refused_under_data_parallel_training(tmp_path):
     finally:
         dist.destroy_process_group()
     assert prepare(cfg).data.splits["train"].weighted  # in one process it trains
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_class_weight_weighs_the_loss_but_not_the_metrics_or_the_weight_column(tmp_path, stream):
+    """train.class_weight multiplies into the loss's weights only: train_<metric>, evaluate --split train and
+    predict's weight column keep the events' own weights. With a learning rate of 1e-12 one full-batch
+    epoch leaves the model as it was, so the train metrics are those of the saved model's scores, which
+    scikit-learn weighs here with the file's weights."""
+    write_events(tmp_path / "events.csv")
+    cfg = load_config({
+        "name": "cw", "seed": 2,
+        "data": {"path": str(tmp_path / "events.csv"), "target": "label", "weight": "w", "stream": stream,
+                 "workers": 0, "drop": ["event_id", "tag", "date"], "split": {"val": 0.25}},
+        "model": [{"type": "dense", "units": 1, "activation": "sigmoid"}],
+        "loss": "bce", "optimizer": {"name": "sgd", "lr": 1e-12},
+        "train": {"epochs": 1, "batch_size": 10_000, "device": "cpu", "threads": 1, "train_metrics": True,
+                  "class_weight": {0: 1.0, 1: 5.0}},
+        "metrics": ["accuracy", "auc", "ams", "efficiency@rej=10"],
+    })
+    result = train(cfg, run_dir=tmp_path / "run")
+    code, text = run_cli("predict", result.run_dir, "--split", "train", "-o", tmp_path / "train.csv")
+    assert code == 0, text
+    rows = pd.read_csv(tmp_path / "train.csv")
+    np.testing.assert_array_equal(rows["weight"], rows["w"])  # the file's weights, not times 5 for class 1
+    y, score, w = rows["label"], rows["prob_1"], rows["w"]
+    history = result.history[-1]
+    assert history["train_accuracy"] == pytest.approx(skm.accuracy_score(y, score > 0.5, sample_weight=w), rel=1e-6)
+    assert history["train_auc"] == pytest.approx(skm.roc_auc_score(y, score, sample_weight=w), rel=1e-6)
+    on_train = evaluate(result.run_dir, split="train", plots=False)
+    assert on_train["sum_of_weights"] == pytest.approx(w.sum(), rel=1e-12)
+    assert on_train["metrics"]["ams@b_reg=10"] == pytest.approx(history["train_ams@b_reg=10"], rel=1e-6)
+    # the config's own working point too, under metrics.csv's name for it
+    assert on_train["metrics"]["efficiency@rej=10"] == pytest.approx(history["train_efficiency@rej=10"], rel=1e-6)

@@ -107,7 +107,7 @@ def test_runs_show_the_evaluation_metrics_when_evaluated(made):
     assert (shown["split"], shown["checkpoint"], shown["epoch"]) == ("test", "best", evaluation["epoch"])
     assert shown["metrics"] == evaluation["metrics"]
     assert set(shown["metrics"]) == {"loss", "accuracy", "precision", "recall", "f1", "auc", "rejection@eff=0.5",
-                                     "efficiency@rej=100", "ams"}
+                                     "efficiency@rej=100", "ams@b_reg=10"}
     assert by_path[made.beta]["evaluation"] is None
 
 

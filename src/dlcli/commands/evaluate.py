@@ -58,8 +58,10 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
             have = ", ".join(setup.data.splits)
             raise RunError(f"{run.path}: the data has no {split} split (it has {have}); set data.split.{split} "
                            f"when training, pass --split with one of {have}, or --data FILE")
-        rows = setup.data.splits[split]  # (x, y) arrays, or a torch Dataset (streamed tables, images)
-        weights = setup.data.weight(split)
+        # (x, y) arrays, or a torch Dataset (streamed tables, images); train.class_weight weighs the loss only:
+        # the events' own weights here
+        rows = setup.data.served(split, events=True)
+        weights = setup.data.weight(split, events=True)
         split_name = split
 
     dev = resolve_device(device or "auto")
@@ -74,7 +76,7 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
         outputs.weight = weights  # the float64 weights, not the float32 copy the batches carried
     weights = outputs.weight  # a streamed split's come with its batches
     names = class_names(cfg.data.class_names, classes) if cfg.data is not None else None
-    result = report(outputs)
+    result = report(outputs, cfg.metric_names)
     result = {
         "split": split_name,
         "checkpoint": chosen,

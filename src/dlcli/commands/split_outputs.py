@@ -46,7 +46,7 @@ def predict_split(run_dir: str | Path, split: str, *, output: str | Path | None 
     data, task = setup.data, setup.task
     if split not in data.splits:
         raise RunError(f"{run.path}: the data has no {split} split (it has {', '.join(data.splits)})")
-    rows = data.splits[split]
+    rows = data.served(split, events=True)  # the events' own weights, not times train.class_weight's factors
     if in_memory(rows) and data.index is not None:
         (file, index), y_true, served = (data.files[split], data.index[split]), rows[1], rows
     elif hasattr(rows, "file_rows"):  # a streamed table: its rows in file order, with their row numbers
@@ -61,7 +61,7 @@ def predict_split(run_dir: str | Path, split: str, *, output: str | Path | None 
                        "(predict on the files instead)")
     dev = resolve_device(device or "auto")
     chosen, epoch = run.load_weights(setup.model, checkpoint, dev)
-    weights = data.weight(split)
+    weights = data.weight(split, events=True)
     notes: list[str] = []
     _, out = evaluate_split(setup.model, None, served, task, batch_size or cfg.train.eval_batch_size, dev,
                             threads=threads or cfg.train.threads, note=notes.append,

@@ -56,6 +56,11 @@ def objective_mode(cfg: Config) -> str:
 def check_objective(cfg: Config) -> None:
     metric, cols = cfg.tune.objective.metric, logged_columns(cfg)
     if metric not in cols:
+        from ..nn.metrics import METRICS
+
+        if METRICS.column(metric) in cols:  # val_ams: val_ams@b_reg=10, as metrics.csv names it
+            cfg.tune.objective.metric = metric = METRICS.column(metric)
+    if metric not in cols:
         why = " (there is no validation data: set data.split.val)" if metric.startswith("val_") and \
             "val_loss" not in cols else ""
         raise cfg.error("tune.objective.metric", f"'{metric}' is not a column this config logs{why}"

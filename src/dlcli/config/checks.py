@@ -234,6 +234,8 @@ def _check_task(cfg: Config) -> Problems:
     monitor, names = cfg.monitor, cfg.metric_names
     train = [f"train_{m}" for m in names] if cfg.train.train_metrics else []
     allowed = ["train_loss", "val_loss", *train, *(f"val_{m}" for m in names)]
+    if cfg.train.early_stopping and monitor not in allowed and metrics.column(monitor) in allowed:
+        monitor = cfg.train.early_stopping.monitor = metrics.column(monitor)  # val_ams: val_ams@b_reg=10
     if cfg.train.early_stopping and monitor not in allowed:
         where = ("train", "early_stopping", "monitor")
         if monitor in (f"train_{m}" for m in names):

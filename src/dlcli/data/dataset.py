@@ -47,10 +47,36 @@ class Dataset:
     index: dict[str, np.ndarray] | None = None  # each in-memory table split's row numbers in `files[split]`
     files: dict[str, str] | None = None  # the file each table split's rows come from (predict --split)
     weight_sums: list[float] | None = None  # data.weight: train event-weight sum per class id, for streamed splits
+    class_factors: np.ndarray | None = None  # train.class_weight's factor per class id, in the train split's weights
+    train_events: np.ndarray | None = None  # with class_factors, in memory: the train rows' own weights (data.weight)
+    event_weighted: bool = False  # data.weight was given (else the train split's weights are the factors alone)
 
-    def weight(self, split: str) -> np.ndarray | None:
-        """The event weights of a split (data.weight, times train.class_weight for train); None: all 1."""
+    def weight(self, split: str, *, events: bool = False) -> np.ndarray | None:
+        """The weights of an in-memory split's rows: data.weight's, times train.class_weight's factors for the
+        train split (what the loss weighs); events=True: the events' own, which metrics, plots and predict's
+        weight column use. None: all 1."""
+        if events and split == "train" and self.class_factors is not None:
+            return self.train_events
         return None if self.weights is None else self.weights.get(split)
+
+    def served(self, split: str, *, events: bool = False):
+        """A split's rows; events=True: a streamed train split serves its events' own weights, not times
+        train.class_weight's factors."""
+        rows = self.splits[split]
+        if events and getattr(rows, "class_factors", None) is not None:
+            return rows.weighed(None)
+        return rows
+
+    def events_only(self, split: str, weights: np.ndarray | None, y) -> np.ndarray | None:
+        """The weights of rows of classes `y` that were served with train.class_weight's factors, without
+        them (train_<metric>: the events' own weights, as val_<metric> has). A class weighed 0 keeps 0."""
+        if split != "train" or self.class_factors is None or weights is None:
+            return weights
+        if not self.event_weighted:
+            return None
+        factor = self.class_factors[np.asarray(y, dtype=np.int64).reshape(-1)]
+        weights = np.asarray(weights, dtype=np.float64)
+        return np.divide(weights, factor, out=np.zeros_like(weights), where=factor != 0)
 
     def class_weight_sums(self) -> list[float] | None:
         """The train split's event-weight sum per class id (None without weights or classes)."""

@@ -368,11 +368,11 @@ class TableStream(IterableDataset):
         """Whether the samples carry event weights (a third item)."""
         return self.spec.weight is not None or self.class_factors is not None
 
-    def weighed(self, factors: np.ndarray) -> TableStream:
-        """A view whose rows' weights are times their class's factor (train.class_weight); shares the epoch
-        counter, and leaves this split (a tuning worker's cached one) as it was."""
+    def weighed(self, factors: np.ndarray | None) -> TableStream:
+        """A view whose rows' weights are times their class's factor (train.class_weight; None: the events' own
+        weights again); shares the epoch counter, and leaves this split (a tuning worker's cached one) as it was."""
         view = copy.copy(self)
-        view.class_factors = np.asarray(factors, dtype=np.float64)
+        view.class_factors = None if factors is None else np.asarray(factors, dtype=np.float64)
         return view
 
     def head(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -129,6 +129,9 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
     with cfg.section("train"):
         factors = class_factors(cfg.train.class_weight, dataset.classes, totals)
     dataset = copy.copy(dataset)
+    dataset.class_factors, dataset.event_weighted = np.asarray(factors, dtype=np.float64), cfg.data.weight is not None
+    if not streamed:
+        dataset.train_events = w
     if streamed:
         dataset.splits = {**dataset.splits, "train": dataset.splits["train"].weighed(factors)}
     else:

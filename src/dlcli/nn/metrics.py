@@ -59,6 +59,15 @@ class MetricRegistry(Registry):
             return super().canonical(spec["name"]) and name
         return super().canonical(name)
 
+    def column(self, column: str) -> str:
+        """A metrics.csv column named by a metric's plain name, as its label with the default working point:
+        `val_ams` -> `val_ams@b_reg=10`, `train_rejection` -> `train_rejection@eff=0.5`; others unchanged."""
+        prefix, _, name = column.partition("_")
+        if prefix not in ("train", "val") or "@" in name or self.canonical(name) is None:
+            return column
+        checked, problems = self.check(name)
+        return f"{prefix}_{checked['name']}" if checked is not None and not problems else column
+
     def get(self, name: str):
         if isinstance(name, str) and "@" in name:
             spec = self.expand(name)
@@ -231,16 +240,19 @@ def _skm():
     return metrics
 
 
-REPORTED = {"rejection": "rejection@eff=0.5", "efficiency": "efficiency@rej=100"}  # as `evaluate` lists them
+REPORTED = {"rejection": "rejection@eff=0.5", "efficiency": "efficiency@rej=100", "ams": "ams@b_reg=10"}  # as
+# `evaluate` lists them: the names metrics.csv gives them with their defaults
 
 
 def compute(names: list[str], out: Outputs) -> dict[str, float]:
     return {name: float(METRICS.get(name).builder(out)) for name in names}
 
 
-def report(out: Outputs) -> dict:
-    """Every metric of the task, plus the confusion matrix for classification: what `evaluate` shows."""
+def report(out: Outputs, also: list[str] = ()) -> dict:
+    """Every metric of the task and those in `also` (the config's, with their working points), plus the
+    confusion matrix for classification: what `evaluate` shows."""
     names = [REPORTED.get(n, n) for n in METRICS.names() if out.task in METRICS.get(n).tasks]
+    names += [n for n in also if n not in names and out.task in METRICS.get(n).tasks]
     result: dict = {"metrics": compute(names, out)}
     if out.task in CLASSIFICATION:
         labels = list(range(out.y_prob.shape[1]))
