@@ -140,3 +140,29 @@ def test_mlflow_records_params_metrics_files_and_studies_and_survives_a_failing_
     assert survived.status == "completed" and survived.epochs == 5 and len(survived.history) == 5
     assert len(dlcli.load_run(survived.run_dir).history) == 5  # metrics.csv has every epoch
     assert text.count("tracking with mlflow") == 1 and "training goes on" in text
+
+
+@pytest.mark.parametrize("tracker, package", [("mlflow", "mlflow"), ("tensorboard", "torch.utils.tensorboard")])
+def test_a_missing_tracker_package_stops_before_a_run_folder_is_made(tmp_path, monkeypatch, tracker, package):
+    """`--track mlflow` without the mlflow extra (the import is blocked here): one error line naming the
+    extra, exit 2, and nothing under runs/ (no failed run to resume)."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from dlcli.cli.app import app
+
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` raises ImportError
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path)), "--track", tracker, "--no-progress"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"needs the {tracker} package" in result.output and "--extra" in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("run.json"))
+
+
+def test_tracking_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("torch.utils.tensorboard")
+    cfg = write_config(tmp_path, epochs=2)
+    result = dlcli.train(cfg, ["tracking=[{type: tensorboard}]"], runs_root=tmp_path / "runs", progress=False)
+    events = list((result.run_dir / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0

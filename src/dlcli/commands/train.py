@@ -20,7 +20,16 @@ from .. import runs
 from ..config import Config, load_config
 from ..config.schema import TrackerConfig
 from ..engine import distributed
-from ..engine.callbacks import Callback, EarlyStopping, OnEpochEnd, ProgressBar, on_rank, standard_callbacks
+from ..engine.callbacks import (
+    Callback,
+    EarlyStopping,
+    OnEpochEnd,
+    ProgressBar,
+    on_rank,
+    standard_callbacks,
+    summary_writer,
+    wants_tensorboard,
+)
 from ..engine.device import config_device
 from ..engine.loop import fit, monitored
 from ..engine.resume import Changes, changes
@@ -273,9 +282,20 @@ def with_tracking(cfg: Config, track: list[str] | tuple[str, ...]) -> Config:
         if name not in have:
             have.add(name)
             wanted.append(TrackerConfig(type=name))
-    if not wanted:
-        return cfg
-    return cfg.model_copy(update={"tracking": [*(cfg.tracking or []), *wanted]})
+    if wanted:
+        cfg = cfg.model_copy(update={"tracking": [*(cfg.tracking or []), *wanted]})
+    _check_trackers(cfg)
+    return cfg
+
+
+def _check_trackers(cfg: Config) -> None:
+    """A tracker whose package is missing is a RunError here, before a run folder is made (or resumed)."""
+    if any(entry.type == "mlflow" for entry in cfg.tracking or []):
+        from ..engine.tracking import import_mlflow
+
+        import_mlflow()
+    if wants_tensorboard(cfg):
+        summary_writer()
 
 
 def _started(folder: Path) -> bool:

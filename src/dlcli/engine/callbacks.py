@@ -107,12 +107,7 @@ class TensorBoard(Callback):
     """Every epoch's values as TensorBoard scalars in `folder` (train.tensorboard; the tensorboard extra)."""
 
     def __init__(self, folder: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise RunError("train.tensorboard needs the tensorboard package: pip install 'dlcli[tensorboard]' "
-                           "(or uv sync --extra tensorboard)") from None
-        self.board = SummaryWriter(log_dir=str(folder))
+        self.board = summary_writer()(log_dir=str(folder))
 
     def on_epoch_end(self, training, row):
         for key, value in row.items():
@@ -167,13 +162,27 @@ class OnEpochEnd(Callback):
         self.fn(training, row)
 
 
+def summary_writer():
+    """torch's TensorBoard SummaryWriter; RunError when the tensorboard package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RunError("train.tensorboard needs the tensorboard package: pip install 'dlcli[tensorboard]' "
+                       "(or uv sync --extra tensorboard)") from None
+    return SummaryWriter
+
+
+def wants_tensorboard(cfg: Config) -> bool:
+    return bool(cfg.train.tensorboard or any(entry.type == "tensorboard" for entry in cfg.tracking or []))
+
+
 def standard_callbacks(cfg: Config, run_dir: Path, *, progress: bool | None = None) -> list[Callback]:
     """What every run does per epoch, as its config says: early stopping, checkpoints, metrics.csv,
     TensorBoard, the progress bar."""
     tc = cfg.train
     callbacks: list[Callback] = [EarlyStopping(tc.early_stopping.patience)] if tc.early_stopping else []
     callbacks += [Checkpoint(runs.run_folder(run_dir, runs.CHECKPOINTS)), MetricsLog(Path(run_dir) / runs.METRICS)]
-    if tc.tensorboard or any(entry.type == "tensorboard" for entry in cfg.tracking or []):
+    if wants_tensorboard(cfg):
         callbacks.append(TensorBoard(Path(run_dir) / "tb"))
     callbacks.append(ProgressBar(tc.epochs, progress, run_dir))
     return callbacks

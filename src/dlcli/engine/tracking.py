@@ -10,7 +10,8 @@ every SEND_EVERY seconds (and at the end), each with its epoch's time stamp; `dl
 through RUN_DIR/mlflow.json).
 
 metrics.csv stays the source of truth. The tracker talks to MLflow from a thread of its own, so a
-slow server never slows an epoch, and a tracker that fails (a server down, a locked or damaged
+slow server never slows an epoch (training waits up to START_SECONDS before epoch 1 for the run to be
+set up: creating a new store's tables on that thread doubled the time of quickstart's epochs), and a tracker that fails (a server down, a locked or damaged
 database) prints one warning and is switched off; training goes on.
 
 A study (`dlcli tune`) is a parent run with a child run per trial:
@@ -55,6 +56,9 @@ STATE_TAG = "state"  # a trial's state on its child run (dlcli tune's: complete,
 EXTRA_HINT = "uv sync --extra mlflow (or pip install 'dlcli[mlflow]')"
 SEND_EVERY = 5.0  # seconds between batches of epochs' metrics: one database write per epoch of a fast
 #                  training would cost it a third of its time (benchmarks/RESULTS.md)
+START_SECONDS = 15.0  # how long training waits, before epoch 1, for the tracker to set its run up (a new
+# store's tables take 1-2 s to create, which alongside short epochs doubled their time); a slower store goes
+# on in the background
 FLUSH_SECONDS = 60.0  # how long the end of training waits for the tracker to send what is queued
 ARTIFACT_FILES = (runs.CONFIG, runs.SUMMARY, runs.METRICS, runs.LABELS, runs.SCALER)
 ARTIFACT_FOLDERS = (runs.PLOTS, "export")
@@ -277,6 +281,7 @@ class MLflowTracker(Callback):
 
     def on_fit_start(self, training):
         self.sender.put(lambda: self._start(training.resumed))
+        self.sender.wait(START_SECONDS)
 
     def on_epoch_end(self, training, row):
         self._check()
