@@ -271,6 +271,8 @@ def test_export_errors_through_the_cli_are_one_line_exit_2_and_leave_nothing(tab
     torch.save({"model": {}, "counts": collections.Counter(a=1)}, foreign / "checkpoints" / "last.pt")
     assert "would run code; refusing" in cli(foreign, "--checkpoint", "last")
     assert not any((tmp_path / name / "export").exists() for name in ("none", "damaged", "foreign"))
+    named = cli(result.run_dir, "--format", "torch", "-o", tmp_path / "x.onnx")  # the name says the other format
+    assert "is for --format onnx" in named and "x.pt2" in named and not (tmp_path / "x.onnx").exists()
 
     # A read-only export folder: writing there fails as it does without write permission (tests run as root).
     readonly = copy("readonly")
