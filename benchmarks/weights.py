@@ -102,7 +102,7 @@ def main() -> None:
                   f"{', '.join(f'{v:.2f}' for v in values)})")
         metrics = evaluate(weighted, write=False)["metrics"]
         print(f"  weighted run: auc {metrics['auc']:.4f}, rejection@eff=0.5 {metrics['rejection@eff=0.5']:.2f}, "
-              f"ams {metrics['ams']:.3f}")
+              f"ams {metrics['ams@b_reg=10']:.3f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -227,3 +227,47 @@ def test_a_figure_of_merit_is_one_name_from_metrics_csv_to_early_stopping_and_ev
     out = Outputs("binary", y.astype(np.uint8), np.stack([1 - p, p], axis=1), rng.exponential(1.0, 200))
     names = report(out, ["efficiency@rej=5"])["metrics"]
     assert "ams@b_reg=10" in names and "ams" not in names and "efficiency@rej=5" in names
+
+
+def test_a_shared_roc_is_sorted_once_and_never_confused_with_other_events(monkeypatch):
+    """Within shared_roc() the same events' ROC is computed once (evaluate's metrics and plots), events that
+    differ in one score, label or weight get their own, the shared arrays cannot be changed in place, and
+    nothing is kept outside it."""
+    rng = np.random.default_rng(4)
+    y, score, w = rng.integers(0, 2, 500), rng.random(500), rng.normal(1.0, 0.5, 500)
+    expected = physics.roc_points(y, score, w)
+    sorts = []
+    real = physics._roc
+    monkeypatch.setattr(physics, "_roc", lambda *a: sorts.append(1) or real(*a))
+    with physics.shared_roc():
+        for _ in range(3):
+            got = physics.roc_points(y, score.copy(), w)  # equal arrays, not the same objects
+        assert len(sorts) == 1 and all(np.array_equal(a, b) for a, b in zip(got[:3], expected[:3], strict=True))
+        with pytest.raises(ValueError):
+            got[0][0] = 0.5
+        other = score.copy()
+        other[7] += 1e-9
+        changed_y = y.copy()
+        changed_y[3] = 1 - changed_y[3]
+        for args in ((y, other, w), (changed_y, score, w), (y, score, None)):
+            assert np.array_equal(physics.roc_points(*args)[0], real(*(np.asarray(a) for a in (
+                args[0] == 1, args[1], np.ones(500) if args[2] is None else args[2])))[0])
+        assert len(sorts) == 4
+    physics.roc_points(y, score, w)
+    assert len(sorts) == 5 and physics._shared is None
+    assert compute(["auc"], Outputs("binary", y.astype(np.uint8), np.stack([1 - score, score], 1), w))["auc"] == \
+        pytest.approx(physics.trapezoid_auc(expected[0], expected[1]), abs=1e-15)
+
+
+def test_the_weighted_ks_p_value_is_scipys_asymptotic_one_at_the_effective_sizes():
+    """Equal weights leave the effective sizes at the counts: statistic and p-value are scipy's ks_2samp with
+    method="asymp", whatever the weight. Integer weights give the statistic of the rows repeated that often."""
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(0, 1, 700), rng.normal(0.1, 1, 900)
+    reference = stats.ks_2samp(a, b, method="asymp")
+    for c in (1.0, 2.5, 0.01):
+        d, p = physics.ks_test(a, b, np.full(700, c), np.full(900, c))
+        assert d == pytest.approx(reference.statistic, abs=1e-12) and p == pytest.approx(reference.pvalue, rel=1e-9)
+    wa, wb = rng.integers(1, 4, 700), rng.integers(1, 4, 900)
+    d, _ = physics.ks_test(a, b, wa.astype(float), wb.astype(float))
+    assert d == pytest.approx(stats.ks_2samp(np.repeat(a, wa), np.repeat(b, wb)).statistic, abs=1e-12)

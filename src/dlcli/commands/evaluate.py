@@ -16,6 +16,7 @@ from ..engine.tracking import log_run_files
 from ..errors import DataError, RunError, SpecError
 from ..nn.losses import counts_classes
 from ..nn.metrics import report
+from ..nn.physics import shared_roc
 from ..registry import CLASSIFICATION
 from ..runs.run import Run
 
@@ -32,6 +33,11 @@ def evaluate(run_dir: str | Path, *, split: str = "test", data: str | Path | Non
     file is about to be imported (code that comes with the run's config), and the thread count chosen
     (`threads`, default the run's train.threads).
     """
+    with shared_roc():  # the metrics and both ROC plots sort the split's scores once
+        return _evaluate(run_dir, split, data, checkpoint, device, write, plots, note, threads)
+
+
+def _evaluate(run_dir, split, data, checkpoint, device, write, plots, note, threads) -> dict:
     run = Run.open(run_dir)
     cfg, fitted = run.config, run.fitted
     classes = fitted.classes
@@ -134,9 +140,9 @@ def overtraining_sample(model, data, cfg, device):
     not in memory (images) give None."""
     import numpy as np
 
-    train = data.splits["train"]
+    train = data.served("train", events=True)  # the events' own weights, not times train.class_weight's factors
     if in_memory(train):
-        (x, y), w = train, data.weight("train")
+        (x, y), w = train, data.weight("train", events=True)
     elif hasattr(train, "head"):
         x, y, w = train.head(OVERTRAINING_ROWS)
     else:
