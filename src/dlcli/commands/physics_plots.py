@@ -33,7 +33,12 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
     fpr, tpr, _, _, _ = physics.roc_points(outputs.y_true, outputs.y_prob[:, 1], outputs.weight)
     auc = physics.trapezoid_auc(fpr, tpr)
     keep = fpr > 0  # no rejection to draw where no background passes (or negative weights cancel)
-    eff, rej = tpr[keep], 1 / fpr[keep]
+    first = int(np.argmax(keep)) if keep.any() else len(fpr)  # cuts above it let no background through
+    hidden = int(np.sum(~keep[first:]))  # after it: a background weight sum at or below 0, negative weights
+    # from the first cut that lets background through; a cut whose background sum is at or below 0 is a gap
+    eff = tpr[first:]
+    with np.errstate(divide="ignore"):
+        rej = np.where(keep[first:], 1 / fpr[first:], np.nan)
     if len(eff) > ROC_POINTS_DRAWN:
         pick = np.unique(np.linspace(0, len(eff) - 1, ROC_POINTS_DRAWN).astype(int))
         eff, rej = eff[pick], rej[pick]
@@ -50,6 +55,9 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
             ax.annotate(f"{r:.3g}", (point, r), textcoords="offset points", xytext=(4, 6), fontsize="small")
     ax.plot([], [], "o", color="C3", markersize=5, label="working points: 1/ε_B at ε_S")
     log_y(ax)
+    if hidden:
+        ax.text(0.02, 0.02, f"{hidden} cut{'s' if hidden > 1 else ''} with ε_B ≤ 0 (negative weights) not drawn",
+                transform=ax.transAxes, fontsize="x-small", color="0.3")
     ax.set(xlim=(0, 1), xlabel=f"signal efficiency ε_S ({names[1]})",
            ylabel=f"background rejection 1/ε_B ({names[0]})")
     ax.grid(alpha=0.3)
