@@ -313,7 +313,7 @@ def list_runs(
 @app.command()
 @friendly
 def compare(
-    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR RUN_DIR ...", help="Run directories to compare."),
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR RUN_DIR ...", help="Run directories to compare (a folder of runs, runs/<name>: all of them)."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Where to write the overlaid learning curves "
                                        "(default: runs/compare-<date-time>.png)."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),

@@ -182,13 +182,14 @@ def changed_config_keys(records: list[RunRecord]) -> list[str]:
 def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> list[RunRecord]:
     """The run directories given to `compare`, each checked, with unique labels for legends.
 
-    A run whose run.json is damaged is left out, and why goes to `skipped` (RunError when none is left);
-    a folder that is not a run at all is an error.
+    A folder of runs (runs/<name>, as evaluate and predict take one) stands for every run in it, oldest
+    first. A run whose run.json is damaged is left out, and why goes to `skipped` (RunError when none is
+    left); a folder that is not a run at all is an error.
     """
     if not run_dirs:
         raise RunError("give one or more run directories to compare")
     records, problems = [], []
-    for d in run_dirs:
+    for d in [run for given in run_dirs for run in _runs_in(Path(given))]:
         try:
             path = runs.check_run_dir(d)
         except RunError as exc:  # a run missing one of its files is damaged; a folder with neither is no run
@@ -207,6 +208,14 @@ def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> l
         skipped += [f"left out {p}" for p in problems]
     _label(records)
     return records
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """`folder` itself, or the runs one level inside it when it is a folder of runs (it has no run files)."""
+    if not folder.is_dir() or any((folder / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
+        return [folder]
+    inside = sorted(p.parent for p in folder.glob(f"*/{runs.RUN_INFO}"))
+    return inside or [folder]
 
 
 def quantities(rows: list[dict]) -> list[str]:
