@@ -271,3 +271,16 @@ def test_the_weighted_ks_p_value_is_scipys_asymptotic_one_at_the_effective_sizes
     wa, wb = rng.integers(1, 4, 700), rng.integers(1, 4, 900)
     d, _ = physics.ks_test(a, b, wa.astype(float), wb.astype(float))
     assert d == pytest.approx(stats.ks_2samp(np.repeat(a, wa), np.repeat(b, wb)).statistic, abs=1e-12)
+
+
+def test_the_hep_roc_draws_what_has_a_rejection_and_counts_what_it_leaves_out():
+    from dlcli.commands.physics_plots import drawable_rejection
+
+    # cuts tightest first: no background yet, a negative background sum, then positive ones with a gap
+    fpr = np.array([0.0, 0.0, -0.01, 0.1, 0.2, -0.05, 0.0, 0.5, 1.0])
+    tpr = np.linspace(0, 1, 9)
+    eff, rej, hidden = drawable_rejection(fpr, tpr)
+    np.testing.assert_array_equal(eff, tpr[3:])
+    np.testing.assert_array_equal(rej, [10.0, 5.0, np.nan, np.nan, 2.0, 1.0])
+    assert hidden == 3  # the negative sum before the first positive one, and the two gaps after it
+    assert drawable_rejection(np.zeros(3), np.linspace(0, 1, 3))[2] == 0  # no background at all: nothing to count

@@ -103,6 +103,12 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
     """
     if format not in FORMATS:
         raise ExportError(f"--format must be onnx or torch, got '{format}'")
+    if output is not None:
+        other = next((f for f, suffix in SUFFIXES.items() if f != format and Path(output).suffix == suffix), None)
+        if other is not None:
+            raise ExportError(f"-o {output}: a {Path(output).suffix} name is for --format {other}, and this is "
+                              f"--format {format}; name it {Path(output).with_suffix(SUFFIXES[format]).name}, or "
+                              f"pass --format {other}")
     if format == "onnx":
         require_onnx()
     run = Run.open(run_dir)
@@ -112,10 +118,6 @@ def export(run_dir: str | Path, *, checkpoint: str = "best", format: str = "onnx
         path = runs.run_folder(run.path, "export") / f"model{SUFFIXES[format]}"
     else:
         path = Path(output).expanduser()
-        other = next((f for f, suffix in SUFFIXES.items() if f != format and path.suffix == suffix), None)
-        if other is not None:
-            raise ExportError(f"-o {output}: a {path.suffix} name is for --format {other}, and this is --format "
-                              f"{format}; name it {path.with_suffix(SUFFIXES[format]).name}, or pass --format {other}")
         runs.check_writable(path)  # before the work: a mistyped -o fails at once
     metadata_path = path.with_suffix(".json") if format == "onnx" else path.with_name(path.name + ".json")
     try:

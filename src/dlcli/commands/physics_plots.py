@@ -32,13 +32,7 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
     names = names_of(outputs, classes)
     fpr, tpr, _, _, _ = physics.roc_points(outputs.y_true, outputs.y_prob[:, 1], outputs.weight)
     auc = physics.trapezoid_auc(fpr, tpr)
-    keep = fpr > 0  # no rejection to draw where no background passes (or negative weights cancel)
-    first = int(np.argmax(keep)) if keep.any() else len(fpr)  # cuts above it let no background through
-    hidden = int(np.sum(~keep[first:]))  # after it: a background weight sum at or below 0, negative weights
-    # from the first cut that lets background through; a cut whose background sum is at or below 0 is a gap
-    eff = tpr[first:]
-    with np.errstate(divide="ignore"):
-        rej = np.where(keep[first:], 1 / fpr[first:], np.nan)
+    eff, rej, hidden = drawable_rejection(fpr, tpr)
     if len(eff) > ROC_POINTS_DRAWN:
         pick = np.unique(np.linspace(0, len(eff) - 1, ROC_POINTS_DRAWN).astype(int))
         eff, rej = eff[pick], rej[pick]
@@ -65,6 +59,18 @@ def hep_roc_plot(outputs: Outputs, classes: list | None = None, title: str = "")
     heading = "ROC, HEP convention" + (" (weighted)" if outputs.weight is not None else "")
     ax.set_title(f"{heading}\n{title}" if title else heading, fontsize="medium")
     return to_png(fig)
+
+
+def drawable_rejection(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(eps_S, 1/eps_B, cuts not drawn) of ROC points: from the first cut with a background weight sum above
+    0; a later cut whose sum is at or below 0 (negative weights) is a gap (NaN). Not drawn and counted: those
+    gaps, and cuts before the first whose sum is below 0; the cuts that let no background through at all
+    (a sum of exactly 0: rejection without bound) are not counted."""
+    keep = fpr > 0
+    first = int(np.argmax(keep)) if keep.any() else len(fpr)
+    hidden = int(np.sum(fpr[:first] < 0) + np.sum(~keep[first:]))
+    with np.errstate(divide="ignore"):
+        return tpr[first:], np.where(keep[first:], 1 / fpr[first:], np.nan), hidden
 
 
 def _class_scores(outputs: Outputs, c: int, score_of: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -189,7 +189,7 @@ def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> l
     if not run_dirs:
         raise RunError("give one or more run directories to compare")
     records, problems = [], []
-    for d in [run for given in run_dirs for run in _runs_in(Path(given))]:
+    for d in list(dict.fromkeys(run for given in run_dirs for run in _runs_in(Path(given)))):
         try:
             path = runs.check_run_dir(d)
         except RunError as exc:  # a run missing one of its files is damaged; a folder with neither is no run
@@ -211,11 +211,22 @@ def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> l
 
 
 def _runs_in(folder: Path) -> list[Path]:
-    """`folder` itself, or the runs one level inside it when it is a folder of runs (it has no run files)."""
-    if not folder.is_dir() or any((folder / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
+    """`folder` itself, or, when it is a folder of runs (it has no run files), the runs one level inside it,
+    damaged ones too (load_runs says why it leaves them out), oldest first as run.json's start says."""
+    def is_run(path: Path) -> bool:
+        return any((path / name).exists() for name in (runs.CONFIG, runs.RUN_INFO))
+
+    if not folder.is_dir() or is_run(folder):
         return [folder]
-    inside = sorted(p.parent for p in folder.glob(f"*/{runs.RUN_INFO}"))
-    return inside or [folder]
+    def start(record: RunRecord) -> float:
+        try:
+            return record.started.timestamp()
+        except OSError:  # no run.json: first
+            return 0.0
+
+    inside = [read_run(p) for p in folder.iterdir() if p.is_dir() and is_run(p)]
+    inside.sort(key=lambda r: (start(r), r.path.name))
+    return [r.path for r in inside] or [folder]
 
 
 def quantities(rows: list[dict]) -> list[str]:

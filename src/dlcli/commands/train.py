@@ -102,9 +102,11 @@ def train(config: str | Path | Config | None, overrides: list[str] | tuple[str, 
                 cfg, info, setup, changed, dev = _prepare_resume(folder, overrides, device)
                 return _follow(folder, cfg, setup, dev, changed, stopped, callbacks)
             with RunLock(folder):  # before anything is read for writing: one process per run
-                cfg, info, setup, changed, dev = distributed.announce(
-                    lambda: _prepare_resume(folder, overrides, device), send=False)
-                cfg = with_tracking(cfg, track)
+                def checked():  # the followers hear of a failure here (a missing tracker package too)
+                    cfg, info, setup, changed, dev = _prepare_resume(folder, overrides, device)
+                    return with_tracking(cfg, track), info, setup, changed, dev
+
+                cfg, info, setup, changed, dev = distributed.announce(checked, send=False)
                 return _train(folder, cfg, setup, dev, info, changed, stopped, progress, callbacks)
         cfg = with_tracking(config if isinstance(config, Config) else load_config(config, overrides), track)
         if overrides and isinstance(config, Config):

@@ -167,7 +167,7 @@ def summary_writer():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise RunError("train.tensorboard needs the tensorboard package: pip install 'dlcli[tensorboard]' "
+        raise RunError("tracking with tensorboard needs the tensorboard package: pip install 'dlcli[tensorboard]' "
                        "(or uv sync --extra tensorboard)") from None
     return SummaryWriter
 

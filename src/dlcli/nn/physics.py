@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-SHARED_ROCS = 4  # ROCs shared_roc() keeps: one per class drawn one-vs-rest is enough for evaluate's plots
+SHARED_ROCS = 1  # ROCs shared_roc() keeps: a binary evaluation's one (each is ~5 arrays of the split's length)
 _shared: list | None = None  # while shared_roc() is on: [(y, score, weight, roc points)], newest last
 
 
