@@ -77,6 +77,16 @@ def test_precision_recall_f1_equal_scikit_learns(task, classes, weighted):
         assert got[name] == pytest.approx(expected, rel=1e-12, abs=1e-15), name
 
 
+def test_a_true_class_the_model_has_no_output_for_counts_as_scikit_learn_counts_it():
+    y = np.array([0, 1, 2, 3, 1, 3])  # class 3: in the file, not among the model's 3 outputs
+    prob = np.eye(3, dtype=np.float32)[[0, 1, 2, 1, 0, 2]]
+    got = compute(["precision", "recall", "f1"], Outputs("multiclass", y, prob))
+    for name in got:
+        expected = getattr(skm, f"{name}_score")(y, prob.argmax(axis=1), average="macro", labels=[0, 1, 2],
+                                                 zero_division=0)
+        assert got[name] == pytest.approx(expected, abs=1e-15), name
+
+
 def test_precision_recall_f1_where_nothing_is_counted():
     # nothing predicted positive, then no positive row: scikit-learn's zero_division=0 gives 0 (by hand too)
     never = Outputs("binary", np.array([1, 0, 1], dtype=np.uint8), np.array([[0.9, 0.1]] * 3, dtype=np.float32))
