@@ -193,7 +193,7 @@ def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> l
         try:
             path = runs.check_run_dir(d)
         except RunError as exc:  # a run missing one of its files is damaged; a folder with neither is no run
-            if not any((Path(d) / name).exists() for name in (runs.CONFIG, runs.RUN_INFO)):
+            if not _has_run_files(Path(d)):
                 raise
             problems.append(str(exc))
             continue
@@ -210,21 +210,22 @@ def load_runs(run_dirs: list[str | Path], skipped: list[str] | None = None) -> l
     return records
 
 
+def _has_run_files(path: Path) -> bool:
+    return any((path / name).exists() for name in (runs.CONFIG, runs.RUN_INFO))
+
+
 def _runs_in(folder: Path) -> list[Path]:
     """`folder` itself, or, when it is a folder of runs (it has no run files), the runs one level inside it,
     damaged ones too (load_runs says why it leaves them out), oldest first as run.json's start says."""
-    def is_run(path: Path) -> bool:
-        return any((path / name).exists() for name in (runs.CONFIG, runs.RUN_INFO))
-
-    if not folder.is_dir() or is_run(folder):
-        return [folder]
     def start(record: RunRecord) -> float:
         try:
             return record.started.timestamp()
         except OSError:  # no run.json: first
             return 0.0
 
-    inside = [read_run(p) for p in folder.iterdir() if p.is_dir() and is_run(p)]
+    if not folder.is_dir() or _has_run_files(folder):
+        return [folder]
+    inside = [read_run(p) for p in folder.iterdir() if p.is_dir() and _has_run_files(p)]
     inside.sort(key=lambda r: (start(r), r.path.name))
     return [r.path for r in inside] or [folder]
 

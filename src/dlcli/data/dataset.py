@@ -67,10 +67,10 @@ class Dataset:
             return rows.weighed(None)
         return rows
 
-    def events_only(self, split: str, weights: np.ndarray | None, y) -> np.ndarray | None:
-        """The weights of rows of classes `y` that were served with train.class_weight's factors, without
-        them (train_<metric>: the events' own weights, as val_<metric> has). A class weighed 0 keeps 0."""
-        if split != "train" or self.class_factors is None or weights is None:
+    def without_class_factors(self, weights: np.ndarray | None, y) -> np.ndarray | None:
+        """The weights of train rows of classes `y`, served with train.class_weight's factors, without them
+        (train_<metric>: the events' own weights, as val_<metric> has). A class weighed 0 keeps 0."""
+        if self.class_factors is None or weights is None:
             return weights
         if not self.event_weighted:
             return None

@@ -106,7 +106,7 @@ def fit(setup: Setup, device: torch.device, callbacks: list[Callback] = (), *,
             row = {"epoch": epoch, "lr": lr, "train_loss": _train_loss(total, rows, epoch)}
             if tc.train_metrics:
                 train_out = distributed.gather(gathered.outputs(task, model.head))
-                train_out.weight = setup.data.events_only("train", train_out.weight, train_out.y_true)
+                train_out.weight = setup.data.without_class_factors(train_out.weight, train_out.y_true)
                 row.update({f"train_{k}": v for k, v in compute(cfg.metric_names, train_out).items()})
                 del gathered, train_out  # free the epoch's outputs before validation
             if val_batches is not None:

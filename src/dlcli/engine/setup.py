@@ -130,11 +130,10 @@ def weigh_events(cfg: Config, dataset: Dataset, task: str) -> Dataset:
         factors = class_factors(cfg.train.class_weight, dataset.classes, totals)
     dataset = copy.copy(dataset)
     dataset.class_factors, dataset.event_weighted = np.asarray(factors, dtype=np.float64), cfg.data.weight is not None
-    if not streamed:
-        dataset.train_events = w
     if streamed:
         dataset.splits = {**dataset.splits, "train": dataset.splits["train"].weighed(factors)}
     else:
+        dataset.train_events = w
         dataset.weights = {**(dataset.weights or {}), "train": factors[y] * (1.0 if w is None else w)}
     return dataset
 
