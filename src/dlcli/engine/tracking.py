@@ -11,8 +11,9 @@ through RUN_DIR/mlflow.json).
 
 metrics.csv stays the source of truth. The tracker talks to MLflow from a thread of its own, so a
 slow server never slows an epoch (training waits up to START_SECONDS before epoch 1 for the run to be
-set up: creating a new store's tables on that thread doubled the time of quickstart's epochs), and a tracker that fails (a server down, a locked or damaged
-database) prints one warning and is switched off; training goes on.
+set up: creating a new store's tables on that thread doubled the time of quickstart's epochs), and a
+tracker that fails (a server down, a locked or damaged database) prints one warning and is switched
+off; training goes on.
 
 A study (`dlcli tune`) is a parent run with a child run per trial:
 

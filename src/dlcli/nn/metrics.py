@@ -1,7 +1,7 @@
 """Metrics by name, computed on the whole split after each epoch.
 
-Accuracy, MSE, RMSE and MAE are one line of numpy each, precision, recall and F1 a confusion matrix's
-bincount (tests check them all against scikit-learn); the rest come from scikit-learn, imported at the
+Accuracy, MSE, RMSE and MAE are one line of numpy each, precision, recall and F1 three
+bincounts (tests check them all against scikit-learn); the rest come from scikit-learn, imported at the
 first of them: a run with only those metrics never pays its import (memory and start-up time).
 
 Classification metrics take class indices and probabilities; precision, recall and F1 are for the
