@@ -51,7 +51,7 @@ def roc_points(y: np.ndarray, score: np.ndarray, weight: np.ndarray | None = Non
     if _shared is not None:
         for array in points[:3]:
             array.setflags(write=False)  # shared by every caller: changing one in place would change the others'
-        _shared[:] = [*_shared[-(SHARED_ROCS - 1):], (y, score, w, points)]
+        _shared[:] = [*_shared, (y, score, w, points)][-SHARED_ROCS:]
     return points
 
 
