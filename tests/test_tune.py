@@ -246,6 +246,10 @@ def test_workers_start_before_the_checks_and_end_when_they_refuse(tmp_path, monk
     assert "optimizer.lr" in str(exc.value) and spawned == [[True]]
     assert multiprocessing.active_children() == []  # the spawned worker was stopped and reaped
     assert not (tmp_path / "runs").exists()
+    # the command line too: it leaves the checks to tune() (checking first had put the spawn 2 s later)
+    ran = run("tune", bad, cwd=tmp_path)
+    assert ran.returncode == 2 and "optimizer.lr" in ran.stderr and spawned == [[True], [True]]
+    assert multiprocessing.active_children() == [] and not (tmp_path / "runs").exists()
 
 
 # ---- pruning a bad learning rate, in process ------------------------------------------------------------

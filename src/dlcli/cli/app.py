@@ -371,22 +371,20 @@ def tune(
                   f"{escape(shlex.quote(relative_paths(str(path))))}", soft_wrap=True)
         return
     from ..commands.tune import tune as run_tuning
-    from ..commands.tune import tune_config
 
     config, overrides = _split_args(args)
     if config is None:
         raise typer.BadParameter("give a config file with a tune: section", param_hint="CONFIG")
-    metric = tune_config(config, overrides).tune.objective.metric
-    try:
+    try:  # the config is checked inside, after its workers are spawned (their imports overlap the checks)
         result = run_tuning(config, overrides, n_trials=n_trials, workers=workers, new=new,
-                            progress=lambda e: tune_render.event(out, e, metric))
+                            progress=lambda e: tune_render.event(out, e))
     except KeyboardInterrupt as exc:
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
         err.print("interrupted: the trials that were running are marked interrupted; continue the study with")
         err.print(f"  dlcli tune {escape(' '.join(shlex.quote(a) for a in args))}", soft_wrap=True)
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
-    tune_render.finished(out, result, metric)
+    tune_render.finished(out, result)
     global SKIP_TEARDOWN
     SKIP_TEARDOWN = True  # the study's files are closed; freeing torch's modules would take 1-2.5 s more
 

@@ -31,7 +31,7 @@ def params(p: dict) -> str:
     return " ".join(f"{k}={value(v)}" for k, v in p.items())
 
 
-def event(out: Console, e: dict, metric: str) -> None:
+def event(out: Console, e: dict) -> None:
     kind = e["event"]
     if kind == "start":
         again = f" (trial {e['resumes']} again, resuming its run)" if e.get("resumes") is not None else ""
@@ -44,7 +44,7 @@ def event(out: Console, e: dict, metric: str) -> None:
             return
         at = f" at epoch {e['epochs']}" if state == "pruned" else ""
         best = f"  best {value(e['best_value'])} (trial {e['best_number']})" if e.get("best_number") is not None else ""
-        out.print(f"{head}{at}  {metric} {value(e['value'])}  {seconds(e['seconds'])}{best}", soft_wrap=True)
+        out.print(f"{head}{at}  {e['metric']} {value(e['value'])}  {seconds(e['seconds'])}{best}", soft_wrap=True)
     elif kind == "recovered":
         where = f", resuming {relative_paths(str(e['run_dir']))}" if e.get("run_dir") else ""
         out.print(f"trial {e['number']} was killed (its process is gone): marked failed, its parameters tried "
@@ -58,7 +58,7 @@ def event(out: Console, e: dict, metric: str) -> None:
         out.print(f"[red]a worker stopped:[/] {escape(e['message'])}", soft_wrap=True)
 
 
-def finished(out: Console, result, metric: str) -> None:
+def finished(out: Console, result) -> None:
     n = result.counts
     out.print(f"study {escape(relative_paths(str(result.study_dir)))}: " + ", ".join(
         f"{n[k]} {k}" for k in ("complete", "pruned", "fail", "running") if n.get(k)).replace("fail", "failed") +
@@ -68,7 +68,7 @@ def finished(out: Console, result, metric: str) -> None:
         out.print("no trial completed: no best config")
         return
     b = result.best
-    out.print(f"best: trial {b['number']}, {metric} {value(b['value'])}: {escape(params(b['params']))}", soft_wrap=True)
+    out.print(f"best: trial {b['number']}, {result.metric} {value(b['value'])}: {escape(params(b['params']))}", soft_wrap=True)
     out.print(f"  dlcli train {escape(relative_paths(str(result.study_dir / 'best.yaml')))}", soft_wrap=True)
 
 

@@ -63,6 +63,7 @@ class TuneResult:
     spent: float = 0.0  # seconds the study's commands have run it, in all (what `timeout` budgets)
     timeout: float | None = None  # tune.timeout in seconds
     n_trials: int = 0
+    metric: str = ""  # the objective's metrics.csv column
 
     @property
     def timed_out(self) -> bool:
@@ -300,7 +301,7 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
             outcome = run_trial(study, trial, plan, lambda number, params, resumes: say(
                 {"event": "start", "number": number, "params": params, "resumes": resumes, "worker": worker}))
             ran()
-            say({"event": "end", **outcome_dict(outcome), **best_so_far(study)})
+            say({"event": "end", "metric": plan.metric, **outcome_dict(outcome), **best_so_far(study)})
             write_trials(study, plan)
             failed_in_a_row = failed_in_a_row + 1 if outcome.state == "failed" else 0
             if failed_in_a_row >= MAX_FAILURES_IN_A_ROW:
@@ -464,7 +465,8 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
 
     n_trials, workers: in place of tune.n_trials, tune.workers. new: a fresh study in a new folder
     (runs/tune/<study>-2/) instead of continuing the one there. progress: called with a dict per event
-    ({"event": "start"|"end"|"recovered"|"gave_up"|"error", ...}), from the process that runs the study.
+    ({"event": "start"|"end"|"recovered"|"gave_up"|"error", ...}; "end" names the objective's "metric"), from
+    the process that runs the study.
     A changed space, objective or base config of an existing study raises ConfigError (exit 2).
     """
     early = workers or early_workers(config, overrides)
@@ -565,4 +567,5 @@ def finish(plan: Plan) -> TuneResult:
         write_best(plan.study_dir / "best.yaml", plan.base, config_values(plan.space, best["params"]))
     write_plots(plan.study_dir, study, plan.metric)
     n = counts(study)
-    return TuneResult(plan.study_dir, best, rows, n, spent_seconds(study), plan.extra.get("timeout"), plan.n_trials)
+    return TuneResult(plan.study_dir, best, rows, n, spent_seconds(study), plan.extra.get("timeout"), plan.n_trials,
+                      plan.metric)
