@@ -211,7 +211,9 @@ def _importance(study):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study)
+            # named, not Optuna's default (fANOVA before 5.0, PED-ANOVA since), so the label says which
+            found = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (RuntimeError, ValueError, ZeroDivisionError):
         return None  # too few trials, or no parameter varied
     if not found:
@@ -220,7 +222,7 @@ def _importance(study):
     fig = Figure(figsize=(6.0, max(2.0, 0.5 * len(names) + 1.2)), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.barh(names, [found[n] for n in names], color="C0")
-    ax.set(xlabel="importance (fANOVA, sums to 1)", title=f"parameter importances ({len(complete)} complete trials)")
+    ax.set(xlabel="importance (PED-ANOVA, sums to 1)", title=f"parameter importances ({len(complete)} complete trials)")
     ax.set_xlim(0, 1)
     return fig
 
