@@ -296,6 +296,8 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
                     trial = study.ask()
                     trial.set_user_attr("worker", me)
             if trial is None:
+                if worker == 0:
+                    warm_up_report()  # idle: import what the final plots need (0.5-1 s) while the last trials run
                 time.sleep(0.1)  # the last trials are running elsewhere: one may yet be killed and need us
                 continue
             outcome = run_trial(study, trial, plan, lambda number, params, resumes: say(
@@ -363,6 +365,15 @@ def warm_up() -> None:
     import torch._dynamo  # noqa: F401
 
     from . import train, trial  # noqa: F401
+
+
+def warm_up_report() -> None:
+    """Import what `finish` draws the plots with: matplotlib and Optuna's importances (which import scikit-learn's
+    forests)."""
+    import matplotlib.figure  # noqa: F401
+    import optuna.importance  # noqa: F401
+
+    from . import plots  # noqa: F401
 
 
 class Spawned:
