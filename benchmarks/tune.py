@@ -5,7 +5,11 @@
 
 throughput: 8 trials of configs/quickstart.yaml (60 epochs each, random sampler, no pruning), as
   `dlcli tune` processes with workers: 1 and workers: 2, alternately (--repeats); the median wall times'
-  ratio and trials per hour.
+  ratio and trials per hour. Then what bounds that ratio: a steady trial's seconds alone and two at a time
+  (trials.csv), what workers 1 spends beyond its trials, and how long a fresh process takes to import what
+  any trial process must (torch, torch._dynamo, scikit-learn, pandas): were that the only cost besides the
+  trials, workers 2 / workers 1 would be (imports + 4 x two-at-a-time) / (imports + 8 x alone).
+  --trial-epochs 300 shows the same study with longer trials.
 overhead: the same study in this process (workers: 1): its wall time minus the time spent inside
   `train()` (each trial's own set-up and training), per trial; process start is not in it.
 quality: configs/digits_cnn.yaml at a few epochs, untuned, against the best of 20 TPE trials over the
@@ -44,21 +48,49 @@ QUICK_SPACE = {"optimizer.lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log
                "model.layers[0].units": {"type": "int", "low": 16, "high": 64}}
 
 
-def throughput(tmp: Path, repeats: int) -> dict:
-    """workers 1 and 2 alternately, `repeats` times each (the machine is shared: one pair's ratio is noisy)."""
+def imports_alone() -> float:
+    """Seconds a fresh process takes to import what every trial process must: torch, torch._dynamo (which an
+    optimizer's construction and first step import), and the quickstart's data libraries (scikit-learn's
+    datasets and split, pandas). Median of 3."""
+    import statistics
+
+    code = "import torch, torch._dynamo, sklearn.datasets, sklearn.model_selection, pandas"
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def trial_seconds(study_dir: Path) -> list[float]:
+    import csv
+
+    with open(study_dir / "trials.csv") as f:
+        return [float(r["seconds"]) for r in csv.DictReader(f)]
+
+
+def throughput(tmp: Path, repeats: int, epochs: int) -> dict:
+    """workers 1 and 2 alternately, `repeats` times each (the machine is shared: one pair's ratio is noisy),
+    then what bounds the ratio: the costs each process pays once, against the trials' own time."""
     import statistics
 
     walls: dict[int, list[float]] = {1: [], 2: []}
+    trials: dict[int, list[float]] = {1: [], 2: []}  # each trial's seconds, the first of each process aside
     for r in range(repeats):
         for workers in (1, 2):
+            study = f"q{workers}-{r}"
             cfg = config(tmp / f"q{workers}.yaml", "quickstart.yaml", {
-                "study": f"q{workers}-{r}", "objective": "val_accuracy", "n_trials": 8, "workers": workers,
-                "sampler": {"name": "random", "seed": 0}, "pruner": "none", "space": QUICK_SPACE})
+                "study": study, "objective": "val_accuracy", "n_trials": 8, "workers": workers,
+                "sampler": {"name": "random", "seed": 0}, "pruner": "none", "space": QUICK_SPACE},
+                train={"epochs": epochs})
             t0 = time.perf_counter()
             proc = subprocess.run([*DLCLI, "tune", str(cfg)], cwd=tmp, capture_output=True, text=True)
             wall = time.perf_counter() - t0
             assert proc.returncode == 0, proc.stderr
             walls[workers].append(wall)
+            # the `workers` slowest trials are each process's first (its imports); the rest are steady
+            trials[workers] += sorted(trial_seconds(tmp / "runs" / "tune" / study))[:-workers]
             print(f"repeat {r + 1}, workers {workers}: 8 trials in {wall:.1f} s, {8 * 3600 / wall:.0f} trials/hour",
                   flush=True)
     med = {w: statistics.median(v) for w, v in walls.items()}
@@ -66,8 +98,19 @@ def throughput(tmp: Path, repeats: int) -> dict:
     print(f"median: workers 1 {med[1]:.1f} s ({8 * 3600 / med[1]:.0f} trials/hour), workers 2 {med[2]:.1f} s "
           f"({8 * 3600 / med[2]:.0f} trials/hour); workers 2 / workers 1: {med[2] / med[1]:.2f} "
           f"(each pair: {', '.join(f'{p:.2f}' for p in pairs)})", flush=True)
-    return {"walls_1": walls[1], "walls_2": walls[2], "median_1": med[1], "median_2": med[2],
-            "ratio": med[2] / med[1], "pairs": pairs}
+    t1, t2 = statistics.median(trials[1]), statistics.median(trials[2])
+    fixed = med[1] - 8 * t1  # workers 1's time beyond 8 steady trials: start, imports, study, final plots
+    imports = imports_alone()
+    print(f"a trial: {t1:.2f} s alone, {t2:.2f} s two at a time; workers 1 spends {fixed:.1f} s beyond its 8 trials "
+          f"(process start, imports, the study, the final plots), of which {imports:.1f} s are the imports no trial "
+          f"process avoids (torch, torch._dynamo, scikit-learn, pandas)", flush=True)
+    perfect = (fixed + 4 * t2) / med[1]
+    floor = (imports + 4 * t2) / (imports + 8 * t1)
+    print(f"bounds on workers 2 / workers 1: {perfect:.2f} with workers 1's fixed cost and 4 trials each, two at a "
+          f"time; {floor:.2f} if the imports above were the only cost besides the trials", flush=True)
+    return {"epochs": epochs, "walls_1": walls[1], "walls_2": walls[2], "median_1": med[1], "median_2": med[2],
+            "ratio": med[2] / med[1], "pairs": pairs, "trial_1": t1, "trial_2": t2, "fixed_1": fixed,
+            "imports": imports, "bound_fixed": perfect, "bound_imports": floor}
 
 
 def overhead(tmp: Path) -> dict:
@@ -134,6 +177,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="quality: epochs per trial")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="throughput: alternating repeats of each")
+    parser.add_argument("--trial-epochs", type=int, default=60,
+                        help="throughput: epochs per trial (60, the quickstart's; more shows longer trials' scaling)")
     args = parser.parse_args()
     os.environ.setdefault("NO_COLOR", "1")
     print(f"{os.cpu_count()} CPU cores, shared with other work: run it under a lock (flock /tmp/cpu.lock ...); "
@@ -142,7 +187,7 @@ def main() -> None:
         tmp = Path(tmp)
         results = {}
         if args.only in (None, "throughput"):
-            results["throughput"] = throughput(tmp, args.repeats)
+            results["throughput"] = throughput(tmp, args.repeats, args.trial_epochs)
         if args.only in (None, "overhead"):
             results["overhead"] = overhead(tmp)
         if args.only in (None, "quality"):
