@@ -140,6 +140,26 @@ def test_space_aliases_and_errors(tmp_path):
     assert result.exit_code == 2 and "tune.space.model.layers[9].units" in result.output, result.output
 
 
+def test_overrides_reach_into_the_space_by_its_keys(tmp_path):
+    """A space's keys are key paths themselves: `tune.space.optimizer.lr.high=...` is that key's high, as the
+    error messages spell it; a key the space lacks takes a whole range."""
+    from dlcli.commands.tune import tune_config
+
+    space = {"optimizer.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+             "model.layers[0].units": {"type": "int", "low": 4, "high": 16}}
+    path = config(tmp_path, {"objective": "val_accuracy", "space": space})
+    cfg = tune_config(path, ["tune.space.optimizer.lr.high=0.01", "tune.space.model.layers[0].units.low=8",
+                             "tune.space.train.batch_size={type: categorical, choices: [16, 64]}", "tune.n_trials=3"])
+    got = cfg.tune.space
+    assert got["optimizer.lr"].high == 0.01 and got["optimizer.lr"].low == 1e-4 and got["optimizer.lr"].log
+    assert got["model.layers[0].units"].low == 8 and got["train.batch_size"].choices == [16, 64]
+    assert list(got) == ["optimizer.lr", "model.layers[0].units", "train.batch_size"] and cfg.tune.n_trials == 3
+    assert "low (0.5) is above high (0.1)" in problems(path, ["tune.space.optimizer.lr.low=0.5"])
+    message = problems(path, ["tune.space.optimizer.lrr.low=1"])
+    assert "the space has no key optimizer.lrr.low (it has: optimizer.lr, model.layers[0].units)" in message
+    assert "\n" not in message
+
+
 # ---- a study with two workers, best.yaml, status, a changed space ---------------------------------------
 
 TWO_WORKERS = {"objective": {"metric": "val_accuracy", "mode": "max"}, "n_trials": 4, "workers": 2,
