@@ -125,3 +125,33 @@ def test_a_damaged_run_gets_one_line_naming_the_file(made, tmp_path, case):
                "scaler.json": {"evaluate", "predict", "resume"}, "config.yaml": {"evaluate", "predict", "resume"},
                "best.pt": {"evaluate", "predict"}, "last.pt": {"resume"}}[name]
     assert readers <= set(failed), failed
+
+
+def test_metrics_csv_formats_only_new_rows_and_matches_a_whole_write(tmp_path):
+    """metrics.csv written as rows come (a new column, the same rows again, fewer after a resume) is what csv's
+    DictWriter makes of all the rows at once, each float as repr."""
+    import csv
+    import io
+
+    from dlcli.runs import MetricsFile, read_metrics
+
+    def whole(rows) -> str:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+        return out.getvalue()
+
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 0.6931471805599453},
+            {"epoch": 2, "lr": 0.05, "train_loss": 0.5},
+            {"epoch": 3, "lr": 0.05, "train_loss": float("nan"), "val_loss": 0.25},
+            {"epoch": 4, "lr": 1e-300, "train_loss": 0.125, "val_loss": 0.2}]
+    file = MetricsFile(tmp_path / "metrics.csv")
+    for n in (1, 2, 2, 3, 4, 2, 3):
+        file.write(rows[:n])
+        assert (tmp_path / "metrics.csv").read_text() == whole(rows[:n]), n
+    replaced = [*rows[:1], {"epoch": 2, "lr": 0.01, "train_loss": 0.75}]  # another row object at the same place
+    file.write(replaced)
+    assert (tmp_path / "metrics.csv").read_text() == whole(replaced)
+    assert read_metrics(tmp_path / "metrics.csv")[1] == {"epoch": 2, "lr": 0.01, "train_loss": 0.75}
