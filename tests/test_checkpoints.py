@@ -46,9 +46,50 @@ class Payload:
 
 
 def test_a_checkpoint_holds_data_only(run):
+    from dlcli.runs import read_metrics
+    from dlcli.runs.checkpoint import load_checkpoint
+
     for name in ("best.pt", "last.pt"):
         saved = torch.load(run / "checkpoints" / name, weights_only=True)  # torch's own data-only reader
         assert saved["state"]["epoch"] in (1, 2) and isinstance(saved["rng"]["numpy"]["keys"], torch.Tensor)
+        assert isinstance(saved["state"]["history"]["values"], torch.Tensor)  # the rows as tensors, not pickled
+    history = load_checkpoint(run / "checkpoints" / "last.pt", torch.device("cpu"))["state"]["history"]
+    assert history == read_metrics(run / "metrics.csv")  # as metrics.csv has them (written with repr)
+    assert [type(r["epoch"]) for r in history] == [int, int] and isinstance(history[0]["train_loss"], float)
+
+
+def test_a_history_packs_exactly_and_only_its_new_rows():
+    from dlcli.runs.checkpoint import HistoryPack, unpack_history
+
+    rows = [{"epoch": 1, "lr": 0.1, "train_loss": 0.6931471805599453, "val_loss": float("nan")},
+            {"epoch": 2, "lr": 1e-300, "train_loss": float("inf"), "val_loss": None},
+            {"epoch": 3, "lr": 0.1, "train_loss": -0.0, "val_loss": 0.5, "extra": 2**52}]
+    pack = HistoryPack()
+    for n in (1, 2, 3, 3, 2):  # grows, a row with a new column, the same again, then fewer (a resume)
+        packed = pack.pack(rows[:n])
+        fresh = HistoryPack().pack(rows[:n])
+        assert packed["columns"] == fresh["columns"] and torch.equal(packed["kinds"], fresh["kinds"])
+        assert torch.equal(packed["values"].nan_to_num(7.0), fresh["values"].nan_to_num(7.0))
+        back = unpack_history(packed)
+        assert [set(r) for r in back] == [set(r) for r in rows[:n]]
+        for got, want in zip(back, rows[:n]):
+            for k, v in want.items():
+                assert type(got[k]) is type(v) and (got[k] == v or (v != v and got[k] != got[k])), (k, v, got[k])
+        assert str(back[-1].get("train_loss")) == str(rows[n - 1]["train_loss"])  # -0.0 stays -0.0
+    assert pack.pack([{"epoch": 1, "note": "text"}]) == [{"epoch": 1, "note": "text"}]  # not numbers: as they are
+    assert isinstance(pack.pack([{"epoch": 1, "big": 2**60}]), list) and isinstance(pack.pack(rows), dict)
+    assert isinstance(pack.pack([{"epoch": True}]), list)  # a bool is not packed as an int
+
+
+def test_a_damaged_history_is_one_clear_error(run, tmp_path):
+    from dlcli.runs.checkpoint import load_checkpoint
+
+    last = tmp_path / "last.pt"
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    saved["state"]["history"]["kinds"] = saved["state"]["history"]["kinds"][:1]
+    torch.save(saved, last)
+    with pytest.raises(RunError, match="its history is damaged"):
+        load_checkpoint(last, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
@@ -82,8 +123,15 @@ def test_a_checkpoint_from_before_resumes(run, tmp_path):
     saved = torch.load(last, weights_only=True)
     saved["rng"]["numpy"] = np.random.get_state()
     saved["rng"]["python"] = random.getstate()
+    from dlcli.runs import read_metrics
+    from dlcli.runs.checkpoint import unpack_history
+
+    saved["state"]["history"] = unpack_history(saved["state"]["history"])  # before 12-03 (later): a list of dicts
     torch.save(saved, last)
+    before = read_metrics(tmp_path / "run" / "metrics.csv")
     assert train(None, ["train.epochs=3"], resume=tmp_path / "run", progress=False).epochs == 3
+    after = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert after[:2] == before and after[2]["epoch"] == 3
 
 
 def test_the_python_rng_comes_back_exactly():

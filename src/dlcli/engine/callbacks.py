@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import runs
 from ..config import Config
 from ..errors import RunError
-from ..runs.checkpoint import save_checkpoint
+from ..runs.checkpoint import HistoryPack, save_checkpoint
 from .progress import Progress
 from .state import Training
 
@@ -73,6 +73,7 @@ class Checkpoint(Callback):
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self.history = HistoryPack()
 
     def on_fit_start(self, training):
         if not training.resumed:
@@ -85,7 +86,7 @@ class Checkpoint(Callback):
     def save(self, training: Training, *names: str) -> None:
         save_checkpoint([self.folder / name for name in names], model=training.model, optimizer=training.optimizer,
                         schedule=training.schedule, grad_scaler=training.grad_scaler, state=vars(training.state),
-                        generator=training.generator)
+                        generator=training.generator, history=self.history)
 
 
 class MetricsLog(Callback):
@@ -93,14 +94,14 @@ class MetricsLog(Callback):
     checkpoint."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.file = runs.MetricsFile(path)
 
     def on_fit_start(self, training):
         if training.resumed:
-            runs.write_metrics(self.path, training.state.history)
+            self.file.write(training.state.history)
 
     def on_epoch_end(self, training, row):
-        runs.write_metrics(self.path, training.state.history)
+        self.file.write(training.state.history)
 
 
 class TensorBoard(Callback):

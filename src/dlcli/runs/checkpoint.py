@@ -2,7 +2,8 @@
 
     model, optimizer, schedule    their state_dicts
     grad_scaler                   fp16's gradient scaler, or None
-    state                         epochs completed, the history, the best value and epoch, early stopping
+    state                         epochs completed, the history (a row per epoch, as tensors), the best
+                                  value and epoch, early stopping
     rng                           torch (CPU and CUDA), numpy, Python and the batch order's generator
 
 A checkpoint is data, never code: it holds tensors and plain Python values only, and is read with
@@ -29,15 +30,17 @@ REFUSED = "not a dlcli checkpoint, or one that would run code; refusing"
 
 
 def save_checkpoint(path: Path | list[Path], *, model, optimizer, schedule, grad_scaler, state: dict,
-                    generator: torch.Generator) -> None:
-    """The checkpoint written to `path` (or to each of several paths, in order, serialized once)."""
+                    generator: torch.Generator, history: HistoryPack | None = None) -> None:
+    """The checkpoint written to `path` (or to each of several paths, in order, serialized once); `history` packs
+    state["history"] (a training's saves share one)."""
+    history = history or HistoryPack()
     buffer = io.BytesIO()
     torch.save({
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "grad_scaler": grad_scaler.state_dict() if grad_scaler.is_enabled() else None,
-        "state": state,
+        "state": {**state, "history": history.pack(state["history"])} if "history" in state else state,
         "rng": rng_state(generator),
     }, buffer)
     for each in path if isinstance(path, list) else [path]:
@@ -64,7 +67,77 @@ def load_checkpoint(path: Path, device: torch.device) -> dict:
                        f"({type(exc).__name__})") from None
     if not isinstance(saved, dict) or not {"model", "optimizer", "schedule", "state", "rng"} <= set(saved):
         raise RunError(f"{path}: {REFUSED}")
+    if isinstance(saved["state"], dict) and isinstance(saved["state"].get("history"), dict):
+        try:
+            saved["state"]["history"] = unpack_history(saved["state"]["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise RunError(f"{path}: its history is damaged, and cannot be read as a checkpoint's") from None
     return saved
+
+
+# A checkpoint's history: one row per epoch, packed into tensors. As a list of dicts, pickling its every
+# number made saving O(epochs) Python objects a save: 60% of a 400-epoch quickstart's time.
+_FLOAT, _INT, _NONE, _ABSENT = 0, 1, 2, 3
+
+
+class HistoryPack:
+    """A history's rows as {"columns", "values" (float64 [rows, columns]), "kinds"}, where every value is an int
+    (|v| < 2**53), a float or None (else the rows as they are). Rows it has packed before are not packed again:
+    the saves of one training hold one of these."""
+
+    def __init__(self):
+        self.columns: list[str] = []
+        self.rows: list[dict] = []  # the rows packed, as they were
+        self.values: list[list[float]] = []
+        self.kinds: list[list[int]] = []
+
+    def pack(self, rows: list[dict]) -> list[dict] | dict:
+        n = len(self.rows)
+        if len(rows) < n or any(a is not b for a, b in zip(rows, self.rows)) or \
+                any(k not in self.columns for row in rows[n:] for k in row):
+            self.__init__()  # a new column or other rows: all again
+            n = 0
+            for row in rows:
+                self.columns += [k for k in row if k not in self.columns]
+        for row in rows[n:]:
+            vs, ks = [], []
+            for k in self.columns:
+                v = row.get(k)
+                if k not in row:
+                    vs.append(0.0), ks.append(_ABSENT)
+                elif v is None:
+                    vs.append(0.0), ks.append(_NONE)
+                elif type(v) is float:
+                    vs.append(v), ks.append(_FLOAT)
+                elif type(v) is int and abs(v) < 2**53:
+                    vs.append(float(v)), ks.append(_INT)
+                else:
+                    self.__init__()
+                    return rows  # a string or another kind: pickled as it is
+            self.values.append(vs), self.kinds.append(ks), self.rows.append(row)
+        shape = (len(rows), len(self.columns))
+        return {"columns": list(self.columns), "values": torch.tensor(self.values, dtype=torch.float64).reshape(shape),
+                "kinds": torch.tensor(self.kinds, dtype=torch.uint8).reshape(shape)}
+
+
+def unpack_history(packed: dict) -> list[dict]:
+    columns, values, kinds = packed["columns"], packed["values"].tolist(), packed["kinds"].tolist()
+    if len(values) != len(kinds) or any(len(v) != len(columns) or len(k) != len(columns) for v, k in zip(values, kinds)):
+        raise ValueError("shapes differ")
+    rows = []
+    for vs, ks in zip(values, kinds):
+        row = {}
+        for name, v, kind in zip(columns, vs, ks):
+            if kind == _FLOAT:
+                row[name] = v
+            elif kind == _INT:
+                row[name] = int(v)
+            elif kind == _NONE:
+                row[name] = None
+            elif kind != _ABSENT:
+                raise ValueError(f"kind {kind}")
+        rows.append(row)
+    return rows
 
 
 def rng_state(generator: torch.Generator) -> dict:
