@@ -6,7 +6,8 @@
 throughput: 8 trials of configs/quickstart.yaml (60 epochs each, random sampler, no pruning), as
   `dlcli tune` processes with workers: 1 and workers: 2, alternately (--repeats); the median wall times'
   ratio and trials per hour. Then what bounds that ratio: a steady trial's seconds alone and two at a time
-  (trials.csv), what workers 1 spends beyond its trials, and how long a fresh process takes to import what
+  (trials.csv, each worker's first trial aside; "two at a time" includes the last, which may run alone for
+  part of its time), what workers 1 spends beyond its trials, and how long a fresh process takes to import what
   any trial process must (torch, torch._dynamo, scikit-learn, pandas): were that the only cost besides the
   trials, workers 2 / workers 1 would be (imports + 4 x two-at-a-time) / (imports + 8 x alone).
   --trial-epochs 300 shows the same study with longer trials.
@@ -63,11 +64,24 @@ def imports_alone() -> float:
     return statistics.median(times)
 
 
-def trial_seconds(study_dir: Path) -> list[float]:
+def steady_trials(study_dir: Path) -> list[float]:
+    """trials.csv's seconds of every trial but each worker process's first (its imports), by the worker each
+    trial records in the study."""
     import csv
 
+    import optuna
+
+    from dlcli.commands.tune_checks import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     with open(study_dir / "trials.csv") as f:
-        return [float(r["seconds"]) for r in csv.DictReader(f)]
+        seconds = {int(r["number"]): float(r["seconds"]) for r in csv.DictReader(f)}
+    study = optuna.load_study(study_name=study_dir.name, storage=open_storage("journal.log", study_dir))
+    first: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        worker = t.user_attrs.get("worker")
+        first[worker] = min(first.get(worker, t.number), t.number)
+    return [s for n, s in seconds.items() if n not in first.values()]
 
 
 def throughput(tmp: Path, repeats: int, epochs: int) -> dict:
@@ -76,7 +90,7 @@ def throughput(tmp: Path, repeats: int, epochs: int) -> dict:
     import statistics
 
     walls: dict[int, list[float]] = {1: [], 2: []}
-    trials: dict[int, list[float]] = {1: [], 2: []}  # each trial's seconds, the first of each process aside
+    trials: dict[int, list[float]] = {1: [], 2: []}  # each trial's seconds, each process's first aside
     for r in range(repeats):
         for workers in (1, 2):
             study = f"q{workers}-{r}"
@@ -89,8 +103,7 @@ def throughput(tmp: Path, repeats: int, epochs: int) -> dict:
             wall = time.perf_counter() - t0
             assert proc.returncode == 0, proc.stderr
             walls[workers].append(wall)
-            # the `workers` slowest trials are each process's first (its imports); the rest are steady
-            trials[workers] += sorted(trial_seconds(tmp / "runs" / "tune" / study))[:-workers]
+            trials[workers] += steady_trials(tmp / "runs" / "tune" / study)
             print(f"repeat {r + 1}, workers {workers}: 8 trials in {wall:.1f} s, {8 * 3600 / wall:.0f} trials/hour",
                   flush=True)
     med = {w: statistics.median(v) for w, v in walls.items()}
@@ -106,8 +119,8 @@ def throughput(tmp: Path, repeats: int, epochs: int) -> dict:
           f"process avoids (torch, torch._dynamo, scikit-learn, pandas)", flush=True)
     perfect = (fixed + 4 * t2) / med[1]
     floor = (imports + 4 * t2) / (imports + 8 * t1)
-    print(f"bounds on workers 2 / workers 1: {perfect:.2f} with workers 1's fixed cost and 4 trials each, two at a "
-          f"time; {floor:.2f} if the imports above were the only cost besides the trials", flush=True)
+    print(f"workers 2 / workers 1 expected at {perfect:.2f} with workers 1's fixed cost and 4 trials each, two at a "
+          f"time; at best {floor:.2f} were the imports above the only cost besides the trials", flush=True)
     return {"epochs": epochs, "walls_1": walls[1], "walls_2": walls[2], "median_1": med[1], "median_2": med[2],
             "ratio": med[2] / med[1], "pairs": pairs, "trial_1": t1, "trial_2": t2, "fixed_1": fixed,
             "imports": imports, "bound_fixed": perfect, "bound_imports": floor}

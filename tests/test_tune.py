@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,6 +188,8 @@ def test_two_workers_best_and_refusals(two_worker_study):
     assert [r["state"] for r in trials] == ["complete"] * 4
     assert proc.stdout.count(" started: ") == 4 and proc.stdout.count(" complete ") == 4
     assert "best " in proc.stdout and "dlcli train runs/tune/t/best.yaml" in proc.stdout
+    assert proc.stdout.count(" complete  val_accuracy ") == 4 and "best: trial " in proc.stdout
+    assert re.search(r"best: trial \d, val_accuracy 0\.\d+: optimizer\.lr=", proc.stdout), proc.stdout
     # both workers took part (the spawned one may find every trial taken by this process, which has torch
     # imported already), each trial with cores // 2 threads
     infos = [json.loads((study / r["run_dir"] / "run.json").read_text()) for r in trials]
@@ -249,7 +252,7 @@ def test_workers_start_before_the_checks_and_end_when_they_refuse(tmp_path, monk
                                                                                 "high": 1e-2}}}
     path = config(tmp_path, two)
     assert study.early_workers(path) == 2 and study.early_workers(path, ["tune.workers=3"]) == 3
-    assert study.early_workers(path, ["tune.workers=64"]) == 1  # above the cores: spawned once checked, if valid
+    assert study.early_workers(path, ["tune.workers=64"]) == 4  # the cores; the rest spawned once checked
     assert study.early_workers(path, ["tune.workers=two"]) == 1 and study.early_workers(tmp_path / "no.yaml") == 1
     bad = config(tmp_path, two, name="bad.yaml", optimizer={"name": "adam", "lr": -1.0})
     spawned = []
@@ -270,6 +273,9 @@ def test_workers_start_before_the_checks_and_end_when_they_refuse(tmp_path, monk
     ran = run("tune", bad, cwd=tmp_path)
     assert ran.returncode == 2 and "optimizer.lr" in ran.stderr and spawned == [[True], [True]]
     assert multiprocessing.active_children() == [] and not (tmp_path / "runs").exists()
+    # --workers above the cores starts no more than they take before the checks (the rest once they pass)
+    ran = run("tune", bad, "--workers", "12", cwd=tmp_path)
+    assert ran.returncode == 2 and spawned[-1] == [True] * 3 and multiprocessing.active_children() == []
 
 
 # ---- pruning a bad learning rate, in process ------------------------------------------------------------

@@ -381,8 +381,11 @@ def tune(
     except KeyboardInterrupt as exc:
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
-        err.print("interrupted: the trials that were running are marked interrupted; continue the study with")
-        err.print(f"  dlcli tune {escape(' '.join(shlex.quote(a) for a in args))}", soft_wrap=True)
+        if getattr(exc, "study_dir", None) is None:  # still checking the config: no trial had begun
+            err.print("interrupted")
+        else:
+            err.print("interrupted: the trials that were running are marked interrupted; continue the study with")
+            err.print(f"  dlcli tune {escape(' '.join(shlex.quote(a) for a in args))}", soft_wrap=True)
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     tune_render.finished(out, result)
     global SKIP_TEARDOWN

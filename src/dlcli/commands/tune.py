@@ -297,7 +297,8 @@ def work(plan: Plan, worker: int, say: Callable[[dict], None]) -> None:
                     trial.set_user_attr("worker", me)
             if trial is None:
                 if worker == 0:
-                    warm_up_report()  # idle: import what the final plots need (0.5-1 s) while the last trials run
+                    with contextlib.suppress(Exception):  # else `finish` says what failed, once the trials are done
+                        warm_up_report()  # idle: import what the final plots need while the last trials run
                 time.sleep(0.1)  # the last trials are running elsewhere: one may yet be killed and need us
                 continue
             outcome = run_trial(study, trial, plan, lambda number, params, resumes: say(
@@ -387,10 +388,15 @@ class Spawned:
         ctx = mp.get_context("spawn")
         self.events, self.plans = ctx.Queue(), ctx.Queue()
         self.started = False
-        self.procs = [ctx.Process(target=_worker_main, args=(i, self.plans, self.events), daemon=True)
-                      for i in range(1, n + 1)]
-        for p in self.procs:
+        self.ctx, self.procs = ctx, []
+        self.grow(n)
+
+    def grow(self, n: int) -> None:
+        """Up to n workers (numbered 1 to n), before the study starts."""
+        for i in range(len(self.procs) + 1, n + 1):
+            p = self.ctx.Process(target=_worker_main, args=(i, self.plans, self.events), daemon=True)
             p.start()
+            self.procs.append(p)
 
     def start(self, plan: Plan) -> None:
         self.started = True
@@ -480,7 +486,7 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
     the process that runs the study.
     A changed space, objective or base config of an existing study raises ConfigError (exit 2).
     """
-    early = workers or early_workers(config, overrides)
+    early = min(workers, os.cpu_count() or 1) if workers else early_workers(config, overrides)
     spawned = Spawned(early - 1) if early > 1 else None  # before the config's checks import torch (1-2 s)
     try:
         cfg = tune_config(config, overrides)
@@ -489,7 +495,9 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
             tc.n_trials = n_trials
         if workers is not None:
             tc.workers = workers
-        if tc.workers != early:  # the file said otherwise than its checked values do
+        if tc.workers > early and spawned is not None:  # more than the cores, or than the file said
+            spawned.grow(tc.workers - 1)
+        elif tc.workers != early:  # the file said otherwise than its checked values do
             if spawned is not None:
                 spawned.cancel()
             spawned = Spawned(tc.workers - 1) if tc.workers > 1 else None
@@ -502,7 +510,8 @@ def tune(config: str | Path | Config, overrides: list[str] | tuple[str, ...] = (
 
 def early_workers(config: str | Path | Config, overrides=()) -> int:
     """The study's `tune.workers` from the config as read, before its checks (1 where it cannot be told, and
-    at most the core count, so that a config about to be refused starts no crowd of processes)."""
+    at most the core count, so that a config about to be refused starts no crowd of processes; the rest are
+    started once it is checked)."""
     if isinstance(config, Config):
         return config.tune.workers if config.tune is not None else 1
     from ..config.load import read_config
@@ -513,7 +522,7 @@ def early_workers(config: str | Path | Config, overrides=()) -> int:
     except ConfigError:
         return 1  # the checks say why
     n = tc.get("workers") if isinstance(tc, dict) else None
-    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= (os.cpu_count() or 1) else 1
+    return min(n, os.cpu_count() or 1) if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
 def _tune(cfg: Config, runs_root, new: bool, progress, spawned: Spawned | None) -> TuneResult:
@@ -557,8 +566,9 @@ def _tune(cfg: Config, runs_root, new: bool, progress, spawned: Spawned | None) 
     plan.parent_run = asdict(parent) if parent is not None else None
     try:
         run_workers(plan, say, spawned)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         finish_parent(parent, "KILLED", warn)
+        exc.study_dir = plan.study_dir  # the trials had begun: the same command continues the study
         raise
     result = finish(plan)
     finish_parent(parent, "FINISHED", warn, result.best)
