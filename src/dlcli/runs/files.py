@@ -167,14 +167,9 @@ class MetricsFile:
         self.rows: list[dict] = []  # the rows formatted, as they were
 
     def write(self, rows: list[dict]) -> None:
-        n = len(self.rows)
-        columns = list(self.columns)
-        for row in rows[n:]:
-            columns += [k for k in row if k not in columns]
-        if columns != self.columns or len(rows) < n or any(a is not b for a, b in zip(rows, self.rows)):
-            self.columns, self.lines, self.rows, n = [], [], [], 0  # a new column or other rows: all again
-            for row in rows:
-                self.columns += [k for k in row if k not in self.columns]
+        n, self.columns = rows_after(self.rows, self.columns, rows)
+        if n == 0:
+            self.lines, self.rows = [], []
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         for row in rows[n:]:
@@ -185,6 +180,20 @@ class MetricsFile:
         head = io.StringIO()
         csv.writer(head, lineterminator="\n").writerow(self.columns)
         write_atomic(self.path, head.getvalue() + "".join(self.lines))
+
+
+def rows_after(done: list[dict], columns: list[str], rows: list[dict]) -> tuple[int, list[str]]:
+    """Where a writer that has handled `done` (with these `columns`) goes on in `rows`, and the columns:
+    len(done) when `rows` only adds rows of known columns after those same row objects, else 0 and every
+    column in the order first met (all again)."""
+    n = len(done)
+    if len(rows) >= n and all(a is b for a, b in zip(rows, done)) and \
+            all(k in columns for row in rows[n:] for k in row):
+        return n, columns
+    every: list[str] = []
+    for row in rows:
+        every += [k for k in row if k not in every]
+    return 0, every
 
 
 def read_metrics(path: Path) -> list[dict]:
